@@ -1,0 +1,165 @@
+"""The ``gradc`` command line: compile, check and train model files.
+
+Bad input prints one line, ``gradc: error: FILE:LINE: problem``, and exits 2.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from compiler import config, modelfile
+from compiler.cache import write_atomic
+from runtime.errors import GradcError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise GradcError(message)
+
+
+def _parser():
+    p = _Parser(prog="gradc", description="gradc: a symbolic-to-code differentiation compiler "
+                "for neural-network training.",
+                epilog="Environment: GRADC_CACHE_DIR (default ~/.cache/gradc), GRADC_DEBUG=1..5.")
+    p.add_argument("--version", action="version", version=f"gradc {config.VERSION}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("compile", help="generate the training module of a model file",
+                       description="Differentiate MODEL.py and write the generated module.")
+    c.add_argument("model", metavar="MODEL.py")
+    c.add_argument("--backend", choices=["numpy"], default="numpy")
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--out", metavar="DIR", help="also copy the module to DIR/<model>_<backend>.py")
+
+    k = sub.add_parser("check", help="compare gradients with finite differences (float64)",
+                       description="Compare every parameter gradient of MODEL.py with central "
+                       "finite differences in float64; exit 1 when the worst relative error "
+                       "is above --tol.")
+    k.add_argument("model", metavar="MODEL.py")
+    k.add_argument("--tol", type=float, default=1e-6, help="relative error allowed (default 1e-6)")
+    k.add_argument("--batch", type=int, default=4, help="examples in the checked batch (default 4)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
+
+    t = sub.add_parser("train", help="train a model file and report the loss",
+                       description="Train MODEL.py on its data() (or --data FILE). Defaults come "
+                       "from the file's `training` dict, then from gradc.")
+    t.add_argument("model", metavar="MODEL.py")
+    t.add_argument("--optimizer", help="update rule (default sgd)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument("--epochs", type=int, help="passes over the data (default 100)")
+    t.add_argument("--batch-size", type=int, dest="batch_size", help="minibatch size (default 32)")
+    t.add_argument("--seed", type=int, default=0, help="seed for data, init and shuffling")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
+    t.add_argument("--out", metavar="DIR", help="write DIR/history.json and DIR/params.npz")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def cmd_compile(args):
+    from compiler.pipeline import compile
+
+    ns = modelfile.load(args.model)
+    out = _writable_dir(args.out) if args.out else None
+    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype)
+    print(f"{prog.path}  ({len(prog.kernels)} kernels, {len(prog.param_specs)} parameters)")
+    if out:
+        target = out / f"{Path(args.model).stem}_{args.backend}.py"
+        write_atomic(target, prog.source)
+        print(f"wrote {target}")
+    for k in prog.kernels:
+        print(f"  {k.name:<40} {k.phase:<8} {len(k.nodes)} nodes")
+    return 0
+
+
+def cmd_check(args):
+    from compiler.gradcheck import check_gradients
+
+    ns = modelfile.load(args.model)
+    data = modelfile.load_data(ns, args.model, args.data, args.seed) \
+        if (args.data or "data" in ns) else None
+    report = check_gradients(ns["model"], data, batch_size=args.batch, seed=args.seed)
+    width = max((len(name) for name, _, _ in report.rows), default=10)
+    for name, err, n in report.rows:
+        print(f"  {name:<{width}}  max relative error {err:.2e}  ({n} entries)")
+    ok = report.worst <= args.tol
+    print(f"worst relative error {report.worst:.2e} (tolerance {args.tol:g}): "
+          f"{'ok' if ok else 'FAILED'}")
+    return 0 if ok else 1
+
+
+def cmd_train(args):
+    from compiler.pipeline import compile
+    from runtime.train import train
+
+    ns = modelfile.load(args.model)
+    defaults = {"optimizer": "sgd", "lr": 1e-3, "epochs": 100, "batch_size": 32}
+    defaults.update(ns.get("training", {}) or {})
+    settings = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
+                for k in ("optimizer", "lr", "epochs", "batch_size")}
+    out = _writable_dir(args.out) if args.out else None
+    data = modelfile.load_data(ns, args.model, args.data, args.seed)
+    prog = compile(ns["model"], dtype=args.dtype)
+    hist = train(prog, data, seed=args.seed, quiet=args.quiet, **settings)
+    final = hist.epoch_losses[-1] if hist.epoch_losses else hist.initial_loss
+    ratio = hist.initial_loss / final if final > 0 else float("inf")
+    print(f"loss {hist.initial_loss:.6g} -> {final:.6g} ({ratio:.1f}x lower) after "
+          f"{settings['epochs']} epochs, {len(hist.step_losses)} steps")
+    if out:
+        write_atomic(out / "history.json", json.dumps(
+            {**hist.to_json(), "settings": settings, "model": str(args.model)}, indent=1))
+        _save_npz(out / "params.npz", hist.params)
+        print(f"wrote {out / 'history.json'} and {out / 'params.npz'}")
+    return 0
+
+
+def _writable_dir(path):
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise GradcError(f"cannot write to output directory {path}: {e.strerror or e}") from None
+    return path
+
+
+def _save_npz(path, arrays):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".params.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "train": cmd_train}
+
+
+def main(argv=None):
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.verb](args)
+    except GradcError as e:
+        print(f"gradc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradc: interrupted", file=sys.stderr)
+        return 130
+    except RecursionError:
+        print("gradc: internal error: recursion too deep", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The numpy backend: kernels -> one readable Python module (numpy only).
+
+Each kernel becomes a function whose body is printed from sympy by
+``NumpyPrinter``; entry points (``loss``, ``loss_and_grad``, ``predict``) call
+the kernels they need in order; optimizer rules become in-place update kernels.
+"""
+import keyword
+import os
+import re
+
+import sympy
+
+from compiler.codegen.printer import print_numpy
+from compiler.codegen.templates import render
+from compiler.config import VERSION
+from compiler.ops.registry import OPS
+from compiler.ops.shape import shape_code
+from compiler.optim import RULES
+from compiler.shapes import broadcast_shapes, fmt, free_symbols
+from runtime.errors import GradcError
+
+RESERVED = {"numpy", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "KERNELS", "params", "batch",
+            "grads", "state", "name", "p", "g", "lr", "_rt"}
+
+
+def _location(where):
+    if not where:
+        return "?"
+    path, _, line = where.rpartition(":")
+    return f"{os.path.basename(path)}:{line}"
+
+
+class Names:
+    """Unique Python names for buffers and shape symbols."""
+
+    def __init__(self):
+        self.taken = set(RESERVED)
+        self.of = {}
+
+    def add(self, key, wanted):
+        name = re.sub(r"\W", "_", wanted)
+        while name in self.taken or keyword.iskeyword(name):
+            name += "_"
+        self.taken.add(name)
+        self.of[key] = name
+        return name
+
+
+class NumpyModule:
+    """Everything needed to print the module of one compiled model."""
+
+    def __init__(self, model, graph, kernels, dtype, source_name):
+        self.model, self.graph, self.kernels = model, graph, kernels
+        self.dtype, self.source_name = dtype, source_name
+        self.index = {n: i for i, n in enumerate(graph.nodes)}
+        self.names = Names()
+        self.symbols = {}
+        for x in model.inputs:
+            for axis, d in enumerate(x.shape):
+                if isinstance(d, sympy.Symbol) and d.name not in self.symbols:
+                    self.symbols[d.name] = (x.name, axis)
+        for s in self.symbols:
+            self.names.add(("sym", s), s)
+        for x in model.inputs:
+            self.names.add(x, x.name)
+        for prm in model.params:
+            self.names.add(prm, prm.name.replace(".", "_"))
+        self.owner = {}
+        for k in kernels:
+            self.names.add(k.root, f"t{k.index}")
+            for m in k.members:
+                self.owner[m] = k
+        self.kernel_args = {}
+
+    # -- kernels -------------------------------------------------------------
+    def ref(self, node, exprs):
+        """The sympy expression standing for ``node`` inside a kernel."""
+        if node in exprs:
+            return exprs[node]
+        if node.op == "const":
+            return node.attr("value")
+        return sympy.Symbol(self.names.of[node])
+
+    @staticmethod
+    def array_code(expr, shapes):
+        """Source for ``expr`` as an array argument (a bare constant becomes a 0-d array)."""
+        code = print_numpy(expr)
+        if not any(s.name in shapes for s in sympy.sympify(expr).free_symbols):
+            return f"numpy.asarray({code}, dtype=DTYPE)"
+        return code
+
+    def kernel_source(self, k):
+        exprs, statements, shapes = {}, [], {}
+        symbols_used = set()
+        for leaf in k.inputs:
+            shapes[self.names.of[leaf]] = leaf.shape
+        temp = 0
+        for m in k.members:
+            opdef = OPS[m.op]
+            args = [self.ref(i, exprs) for i in m.inputs]
+            for i in m.inputs:
+                if i.op == "const":
+                    symbols_used.update(s.name for s in i.attr("value").free_symbols)
+            for _, v in m.attrs:
+                if isinstance(v, tuple):
+                    symbols_used.update(free_symbols(v))
+            if opdef.kind == "elementwise":
+                exprs[m] = opdef.scalar(*args, **dict(m.attrs))
+                continue
+            code = opdef.numpy([self.array_code(a, shapes) for a in args], dict(m.attrs))
+            if m is k.root:
+                result = code
+                break
+            tname = f"u{temp}"
+            temp += 1
+            statements.append(f"{tname} = {code}")
+            shapes[tname] = m.shape
+            exprs[m] = sympy.Symbol(tname)
+        else:
+            expr = exprs[k.root]
+            result = print_numpy(expr)
+            arrays = [shapes[s.name] for s in expr.free_symbols if s.name in shapes]
+            if not arrays:
+                result = f"numpy.full({shape_code(k.root.shape)}, {result}, dtype=DTYPE)"
+                symbols_used.update(free_symbols(k.root.shape))
+            elif broadcast_shapes(*arrays) != k.root.shape:
+                result = f"numpy.broadcast_to({result}, {shape_code(k.root.shape)})"
+                symbols_used.update(free_symbols(k.root.shape))
+        args = [self.names.of[i] for i in k.inputs]
+        args += [self.names.of[("sym", s)] for s in sorted(symbols_used)]
+        self.kernel_args[k] = args
+        provenance = [f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} {_location(m.where)}"
+                      for m in k.members]
+        return render("numpy/kernel.py.jinja", name=k.name, args=args, phase=k.phase,
+                      summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
+                      provenance=provenance, statements=statements, result=result)
+
+    # -- entry points --------------------------------------------------------
+    def needed_kernels(self, outputs):
+        need, stack = set(), [self.owner[n] for n in outputs if n in self.owner]
+        while stack:
+            k = stack.pop()
+            if k in need:
+                continue
+            need.add(k)
+            stack.extend(self.owner[i] for i in k.inputs if i in self.owner)
+        return sorted(need, key=lambda k: k.index)
+
+    def value_of(self, node):
+        if node.op == "const":
+            return f"numpy.asarray({print_numpy(node.attr('value'))}, dtype=DTYPE)"
+        return self.names.of[node]
+
+    def entry_source(self, name, doc, outputs, result_fn, with_params=True):
+        kernels = self.needed_kernels(outputs.values())
+        used_leaves, used_syms = [], set()
+        for k in kernels:
+            for i in k.inputs:
+                if i.op in ("input", "param") and i not in used_leaves:
+                    used_leaves.append(i)
+            used_syms.update(a for a in self.kernel_args[k] if ("sym", a) in self.names.of)
+        for n in outputs.values():
+            if n.op in ("input", "param") and n not in used_leaves:
+                used_leaves.append(n)
+        prologue = []
+        for leaf in used_leaves:
+            source = "batch" if leaf.op == "input" else "params"
+            prologue.append(f"{self.names.of[leaf]} = {source}[{leaf.name!r}]")
+        for s in sorted(used_syms):
+            input_name, axis = self.symbols[s]
+            holder = next(x for x in self.model.inputs if x.name == input_name)
+            if holder not in used_leaves:
+                raise GradcError(f"{name} needs the size {s} but none of its inputs has it")
+            prologue.append(f"{s} = {self.names.of[holder]}.shape[{axis}]")
+        calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
+                 for k in kernels]
+        signature = "params, batch"
+        return render("numpy/entry.py.jinja", name=name, signature=signature, doc=doc,
+                      prologue=prologue, calls=calls, result=result_fn(self.value_of))
+
+    def update_source(self, rule):
+        assignments = []
+        for target, expr in rule.assignments:
+            assignments.append((target, print_numpy(expr)))
+        return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
+                "source": render("numpy/update.py.jinja", function=f"update_{rule.name}",
+                                 hyper=list(rule.hyper), optimizer=rule.name,
+                                 rule=[rule.doc], state_names=list(rule.state),
+                                 assignments=assignments)}
+
+    def source(self):
+        kernel_sources = [self.kernel_source(k) for k in self.kernels]
+        outs = self.graph.outputs
+        loss = {"loss": outs["loss"]}
+        grads = {k: v for k, v in outs.items() if k.startswith("grad:")}
+        predicted = {k: v for k, v in outs.items() if k in self.model.outputs}
+
+        def scalar(v):
+            return f"float({v(loss['loss'])})"
+
+        def grad_dict(v):
+            items = ", ".join(f"{k[5:]!r}: _rt.materialize({v(n)}, DTYPE)" for k, n in grads.items())
+            return f"{scalar(v)}, {{{items}}}"
+
+        def predict_dict(v):
+            items = ", ".join(f"{k!r}: _rt.materialize({v(n)}, DTYPE)" for k, n in predicted.items())
+            return f"{{{items}}}"
+
+        entries = [
+            self.entry_source("loss", "The loss (a float) for one batch.", loss, scalar),
+            self.entry_source("loss_and_grad", "The loss and the gradient of every parameter.",
+                              {**loss, **grads}, grad_dict),
+            self.entry_source("predict", "The model's named outputs for one batch.",
+                              predicted, predict_dict),
+        ]
+        updates = [self.update_source(rule) for rule in RULES.values()]
+        inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
+        params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
+        table = [repr({"name": k.name, "phase": k.phase,
+                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members]})
+                 for k in self.kernels]
+        return render("numpy/module.py.jinja", version=VERSION, source=self.source_name,
+                      dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
+                      title=self.model.name or self.source_name,
+                      inputs=repr(inputs), params=repr(params), outputs=repr(tuple(predicted)),
+                      symbols=repr(self.symbols), optimizers=repr(tuple(RULES)),
+                      kernel_table=table, entries=entries, updates=updates)
+
+
+def _dedupe(items):
+    out = []
+    for i in items:
+        if i not in out:
+            out.append(i)
+    return out

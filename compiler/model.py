@@ -1,0 +1,60 @@
+"""``Model``: the inputs, named outputs and scalar loss of something to train.
+
+>>> from compiler import Input, Model, nn, ops as F
+>>> x, y = Input("x", ("B", 1)), Input("y", ("B", 1))
+>>> net = nn.Chain(nn.Dense(1, 8, act="tanh"), nn.Dense(8, 1))
+>>> m = Model(inputs=[x, y], outputs={"y_hat": net(x)}, loss=F.mse(net(x), y))
+>>> [p.name for p in m.params]
+['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
+"""
+from compiler.graph import Graph, Node, toposort, user_location
+from compiler.ops import api as F
+from compiler.shapes import fmt
+from runtime.errors import GradcError
+
+
+class Model:
+    """Inputs (data fed by name), named outputs (for ``predict``) and a scalar loss."""
+
+    def __init__(self, inputs, outputs=None, loss=None, name=None):
+        where = user_location()
+        self.where = where
+        self.name = name
+        self.inputs = list(inputs)
+        for x in self.inputs:
+            if not isinstance(x, Node) or x.op != "input":
+                raise GradcError(f"Model inputs must be Input nodes, got {x!r}", where=where)
+        names = [x.name for x in self.inputs]
+        for n in names:
+            if names.count(n) > 1:
+                raise GradcError(f"input name {n!r} is used by two different inputs", where=where)
+        if isinstance(outputs, Node):
+            outputs = {"output": outputs}
+        self.outputs = {k: F.as_node(v) for k, v in (outputs or {}).items()}
+        if loss is None:
+            raise GradcError("Model needs a loss (a scalar node)", where=where)
+        self.loss = F.as_node(loss)
+        if self.loss.shape != () or self.loss.dtype != "float":
+            raise GradcError(f"the loss must be a float scalar, got shape {fmt(self.loss.shape)}",
+                             where=self.loss.where or where)
+        nodes = toposort([self.loss, *self.outputs.values()])
+        for n in nodes:
+            if n.op == "input" and n not in self.inputs:
+                raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
+                                 where=n.where or where)
+        self.params = [n for n in nodes if n.op == "param"]
+        seen = {}
+        for p in self.params:
+            if p.name in seen:
+                raise GradcError(f"parameter name {p.name!r} is used twice "
+                                 f"(shapes {fmt(seen[p.name].shape)} and {fmt(p.shape)}); "
+                                 "give the layers distinct names", where=p.where or where)
+            seen[p.name] = p
+
+    def graph(self):
+        """The forward graph: the loss and the named outputs."""
+        return Graph({"loss": self.loss, **self.outputs})
+
+    def __repr__(self):
+        return (f"Model(inputs={[x.name for x in self.inputs]}, outputs={list(self.outputs)}, "
+                f"params={[p.name for p in self.params]})")

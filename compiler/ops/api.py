@@ -1,0 +1,313 @@
+"""The functions users build graphs with (``from compiler import ops as F``).
+
+Python numbers become constants; shapes broadcast as in numpy; a misuse raises
+a ``GradcError`` located at the user's line.
+
+>>> from compiler import Input, ops as F
+>>> x = Input("x", ("B", 3))
+>>> F.sum(F.tanh(x) * 2.0, axis=1).shape
+(B,)
+"""
+import builtins
+import numbers
+
+import numpy as np
+import sympy
+
+from compiler.graph import DATA_DTYPES, Node, make, user_location
+from compiler.shapes import as_shape, broadcast_shapes, fmt, numel
+from runtime.errors import GradcError
+from runtime.init import INITIALIZERS
+
+
+def const(value):
+    """A scalar constant: a number, or a sympy formula in the shape symbols."""
+    if isinstance(value, sympy.Basic):
+        return make("const", value=value)
+    if isinstance(value, (bool, np.bool_)):
+        value = int(value)
+    if isinstance(value, numbers.Integral):
+        return make("const", value=sympy.Integer(int(value)))
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if value.is_integer() and builtins.abs(value) < 2**53:
+            return make("const", value=sympy.Integer(int(value)))
+        return make("const", value=sympy.Float(value, 17))
+    raise GradcError(f"cannot use {type(value).__name__} {value!r} in a graph; "
+                     "use a number or a graph node")
+
+
+def as_node(x):
+    return x if isinstance(x, Node) else const(x)
+
+
+def const_value(node):
+    """The number a constant node holds, or ``None`` for other nodes."""
+    if node.op == "const" and node.attr("value").is_Number:
+        return node.attr("value")
+    return None
+
+
+def Input(name, shape, dtype="float32"):
+    """A data input fed by name at run time, e.g. ``Input("x", ("B", 784))``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise GradcError(f"input name {name!r} must be a Python identifier", where=user_location())
+    if dtype not in DATA_DTYPES:
+        raise GradcError(f"input {name!r} has unknown dtype {dtype!r}; "
+                         f"use one of {', '.join(DATA_DTYPES)}", where=user_location())
+    return make("input", name=name, shape=as_shape(shape), dtype=dtype)
+
+
+def Param(name, shape, init="xavier"):
+    """A trainable parameter with a fixed shape and an initialiser name."""
+    if not isinstance(name, str) or not name or not all(p.isidentifier() for p in name.split(".")):
+        raise GradcError(f"parameter name {name!r} must be dotted identifiers", where=user_location())
+    shape = as_shape(shape)
+    if not all(isinstance(d, int) for d in shape):
+        raise GradcError(f"parameter {name!r} needs a concrete shape, got {fmt(shape)}",
+                         where=user_location())
+    if init not in INITIALIZERS:
+        raise GradcError(f"unknown init {init!r} for parameter {name!r}; "
+                         f"use one of {', '.join(INITIALIZERS)}", where=user_location())
+    return make("param", name=name, shape=shape, init=init)
+
+
+def _ew(op, *args, **attrs):
+    return make(op, [as_node(a) for a in args], **attrs)
+
+
+def _identity_operand(a, b, neutral, both_sides):
+    """``a`` when ``b`` is the neutral constant and does not widen ``a`` (else ``None``)."""
+    try:
+        widened = broadcast_shapes(a.shape, b.shape) != a.shape
+    except ValueError:
+        return None
+    if const_value(b) == neutral and not widened:
+        return a
+    if both_sides and const_value(a) == neutral and broadcast_shapes(a.shape, b.shape) == b.shape:
+        return b
+    return None
+
+
+def add(a, b):
+    a, b = as_node(a), as_node(b)
+    same = _identity_operand(a, b, 0, True)
+    return same if same is not None else make("add", (a, b))
+
+
+def sub(a, b):
+    a, b = as_node(a), as_node(b)
+    same = _identity_operand(a, b, 0, False)
+    return same if same is not None else make("sub", (a, b))
+
+
+def mul(a, b):
+    a, b = as_node(a), as_node(b)
+    same = _identity_operand(a, b, 1, True)
+    return same if same is not None else make("mul", (a, b))
+
+
+def div(a, b):
+    a, b = as_node(a), as_node(b)
+    same = _identity_operand(a, b, 1, False)
+    return same if same is not None else make("div", (a, b))
+
+
+def neg(a):
+    return _ew("neg", a)
+
+
+def pow(a, b):  # noqa: A001 - the op is called pow
+    return _ew("pow", a, b)
+
+
+def exp(x):
+    return _ew("exp", x)
+
+
+def log(x):
+    return _ew("log", x)
+
+
+def sqrt(x):
+    return _ew("sqrt", x)
+
+
+def sin(x):
+    return _ew("sin", x)
+
+
+def cos(x):
+    return _ew("cos", x)
+
+
+def tanh(x):
+    return _ew("tanh", x)
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))``, finite for any input."""
+    return _ew("sigmoid", x)
+
+
+def softplus(x):
+    """``log(1 + exp(x))``, finite for any input."""
+    return _ew("softplus", x)
+
+
+def relu(x):
+    return _ew("relu", x)
+
+
+def abs(x):  # noqa: A001
+    return _ew("abs", x)
+
+
+def sign(x):
+    return _ew("sign", x)
+
+
+def heaviside(x, at0=0):
+    return _ew("heaviside", x, at0=sympy.nsimplify(at0))
+
+
+def maximum(a, b):
+    return _ew("maximum", a, b)
+
+
+def minimum(a, b):
+    return _ew("minimum", a, b)
+
+
+def greater(a, b):
+    return _ew("greater", a, b)
+
+
+def greater_equal(a, b):
+    return _ew("greater_equal", a, b)
+
+
+def less(a, b):
+    return _ew("less", a, b)
+
+
+def less_equal(a, b):
+    return _ew("less_equal", a, b)
+
+
+def equal(a, b):
+    return _ew("equal", a, b)
+
+
+def where(cond, a, b):
+    """``a`` where ``cond`` is true, else ``b`` (all three broadcast)."""
+    return _ew("where", cond, a, b)
+
+
+def stop_gradient(x):
+    """``x`` itself, but no gradient flows through it."""
+    return _ew("stop_gradient", x)
+
+
+def matmul(a, b):
+    """Matrix product; 1-D operands are treated as in numpy (a row or a column)."""
+    a, b = as_node(a), as_node(b)
+    if a.ndim == 1 and b.ndim >= 1:
+        return reshape(matmul(reshape(a, (1,) + a.shape), b), b.shape[1:])
+    if b.ndim == 1 and a.ndim >= 1:
+        return reshape(matmul(a, reshape(b, b.shape + (1,))), a.shape[:1])
+    return make("matmul", (a, b))
+
+
+def transpose(x, axes=None):
+    """Permute axes (default: reverse them); ``x.T`` for a matrix."""
+    x = as_node(x)
+    perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(_axis(a, x) for a in axes)
+    if perm == tuple(range(x.ndim)):
+        return x
+    return make("transpose", (x,), perm=perm)
+
+
+def reshape(x, shape):
+    """Same elements in a new shape; one dimension may be -1."""
+    x = as_node(x)
+    if isinstance(shape, (int, str)):
+        shape = (shape,)
+    shape = list(shape)
+    if shape.count(-1) == 1:
+        known = numel([d for d in as_shape([d for d in shape if d != -1])])
+        shape[shape.index(-1)] = sympy.simplify(sympy.sympify(numel(x.shape)) / known)
+    shape = as_shape(shape)
+    if shape == x.shape:
+        return x
+    return make("reshape", (x,), shape=shape)
+
+
+def broadcast_to(x, shape):
+    x = as_node(x)
+    shape = as_shape(shape)
+    if shape == x.shape:
+        return x
+    return make("broadcast_to", (x,), shape=shape)
+
+
+def unbroadcast(g, shape):
+    """Sum ``g`` down to ``shape``: the adjoint of numpy broadcasting."""
+    shape = as_shape(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
+    return reshape(sum(g, axes, keepdims=True), shape)
+
+
+def _axis(a, x):
+    if not isinstance(a, (int, np.integer)) or not -x.ndim <= a < builtins.max(x.ndim, 1):
+        raise GradcError(f"axis {a!r} is out of range for shape {fmt(x.shape)}",
+                         where=user_location())
+    return int(a) % builtins.max(x.ndim, 1)
+
+
+def _axes(axis, x):
+    if axis is None:
+        return tuple(range(x.ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    return tuple(sorted({_axis(a, x) for a in axis}))
+
+
+def _reduce(op, x, axis, keepdims):
+    x = as_node(x)
+    axes = _axes(axis, x)
+    if not axes:
+        return x
+    return make(op, (x,), axes=axes, keepdims=bool(keepdims))
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return _reduce("sum", x, axis, keepdims)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001
+    """Largest element over axes; tied maxima share the gradient equally."""
+    return _reduce("max", x, axis, keepdims)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """``log(sum(exp(x)))`` over axes, without overflow."""
+    return _reduce("logsumexp", x, axis, keepdims)
+
+
+def mean(x, axis=None, keepdims=False):
+    x = as_node(x)
+    axes = _axes(axis, x)
+    count = numel([x.shape[a] for a in axes])
+    return sum(x, axes, keepdims) * const(1 / sympy.sympify(count))
+
+
+def one_hot(labels, n):
+    """Integer labels of shape S -> float rows of shape S + (n,)."""
+    if not isinstance(n, int) or n < 1:
+        raise GradcError(f"one_hot needs a positive class count, got {n!r}", where=user_location())
+    return make("one_hot", (as_node(labels),), n=n)

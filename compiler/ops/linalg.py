@@ -1,0 +1,59 @@
+"""Matrix product and transpose, with hand-written vjp rules."""
+from compiler.ops import api as F
+from compiler.ops.registry import OpDef, paren, register
+from compiler.shapes import fmt
+from runtime.errors import GradcError
+
+
+def _float_only(opname):
+    def rule(inputs, attrs):
+        for i in inputs:
+            if i.dtype != "float":
+                raise GradcError(f"wrong dtype: {opname} needs float inputs, got {i.dtype}")
+        return "float"
+
+    return rule
+
+
+def _matmul_shape(inputs, attrs):
+    a, b = inputs
+    if a.ndim != 2 or b.ndim != 2:
+        raise GradcError(f"matmul needs 2-D operands, got {fmt(a.shape)} @ {fmt(b.shape)}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"{fmt(a.shape)} @ {fmt(b.shape)}: inner dimensions differ")
+    return (a.shape[0], b.shape[1])
+
+
+def _matmul_vjp(node, g):
+    a, b = node.inputs
+    return [F.matmul(g, F.transpose(b)), F.matmul(F.transpose(a), g)]
+
+
+register(OpDef("matmul", "matmul", shape=_matmul_shape, dtype=_float_only("matmul"),
+               vjp=_matmul_vjp, numpy=lambda args, attrs: f"{paren(args[0])} @ {paren(args[1])}",
+               doc="(M, K) @ (K, N) -> (M, N)"))
+
+
+def _transpose_shape(inputs, attrs):
+    (x,) = inputs
+    perm = attrs["perm"]
+    if sorted(perm) != list(range(x.ndim)):
+        raise GradcError(f"transpose axes {perm} do not fit shape {fmt(x.shape)}")
+    return tuple(x.shape[p] for p in perm)
+
+
+def _transpose_vjp(node, g):
+    perm = node.attr("perm")
+    inverse = tuple(sorted(range(len(perm)), key=lambda i: perm[i]))
+    return [F.transpose(g, inverse)]
+
+
+def _transpose_numpy(args, attrs):
+    perm = attrs["perm"]
+    if perm == (1, 0):
+        return f"{paren(args[0])}.T"
+    return f"numpy.transpose({args[0]}, {perm})"
+
+
+register(OpDef("transpose", "shape", shape=_transpose_shape, dtype=lambda i, a: i[0].dtype,
+               vjp=_transpose_vjp, numpy=_transpose_numpy, doc="permute axes (a view)"))

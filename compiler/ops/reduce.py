@@ -1,0 +1,63 @@
+"""Reductions over axes: sum, max, and the numerically stable logsumexp."""
+from compiler.ops import api as F
+from compiler.ops.registry import OpDef, register
+from compiler.shapes import fmt
+from runtime.errors import GradcError
+
+
+def _reduce_shape(inputs, attrs):
+    (x,) = inputs
+    axes = attrs["axes"]
+    for a in axes:
+        if not 0 <= a < x.ndim:
+            raise GradcError(f"reduction over axis {a} of a {x.ndim}-D shape {fmt(x.shape)}")
+    if attrs["keepdims"]:
+        return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+def _float(inputs, attrs):
+    if inputs[0].dtype != "float":
+        raise GradcError(f"wrong dtype: reductions need float input, got {inputs[0].dtype}")
+    return "float"
+
+
+def kept(node):
+    """A reduction's result reshaped to keep the reduced axes as 1s, for broadcasting back."""
+    x = node.inputs[0]
+    axes = node.attr("axes")
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return F.reshape(node, shape)
+
+
+def _sum_vjp(node, g):
+    gk = g if g.ndim == 0 else F.reshape(g, kept(node).shape)
+    return [F.broadcast_to(gk, node.inputs[0].shape)]
+
+
+def _max_vjp(node, g):
+    x = node.inputs[0]
+    hit = F.where(F.equal(x, kept(node)), 1.0, 0.0)
+    count = F.sum(hit, node.attr("axes"), keepdims=True)
+    return [F.reshape(g, kept(node).shape) * hit / count]
+
+
+def _logsumexp_vjp(node, g):
+    x = node.inputs[0]
+    return [F.reshape(g, kept(node).shape) * F.exp(x - kept(node))]
+
+
+def _numpy_reduce(fn):
+    def emit(args, attrs):
+        axes, keepdims = attrs["axes"], attrs["keepdims"]
+        return f"{fn}({args[0]}, axis={axes}, keepdims={keepdims})"
+
+    return emit
+
+
+register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp,
+               numpy=_numpy_reduce("numpy.sum"), doc="sum over axes"))
+register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp,
+               numpy=_numpy_reduce("numpy.max"), doc="max over axes; ties share the gradient"))
+register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
+               numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable"))

@@ -1,0 +1,73 @@
+"""``compile(model)``: the whole pipeline from a Model to a loaded ``runtime.Program``.
+
+model -> gradient graph (autodiff) -> passes -> kernels (fusion) -> numpy
+source (templates + sympy printer) -> cache file -> Program.
+
+>>> from compiler import Input, Param, Model, ops as F, compile
+>>> w = Param("w", (3,)); x = Input("x", ("B", 3))
+>>> prog = compile(Model([x], loss=F.sum((x * w) ** 2)), dtype="float64")
+>>> loss, grads = prog.loss_and_grad({"w": [1.0, 2.0, 3.0]}, {"x": [[1.0, 1.0, 1.0]]})
+>>> loss, grads["w"].tolist()
+(14.0, [2.0, 4.0, 6.0])
+"""
+import sys
+
+from compiler import config
+from compiler.autodiff import gradient_graph
+from compiler.cache import cache_key, cached_module
+from compiler.codegen.numpy_backend import NumpyModule
+from compiler.fusion import partition
+from compiler.graph import toposort
+from compiler.passes import optimize
+from runtime.errors import GradcError
+from runtime.program import Program
+
+BACKENDS = ("numpy",)
+DTYPES = ("float32", "float64")
+
+
+def training_graph(model):
+    """The optimised graph with outputs ``loss``, ``grad:<param>`` and the model's outputs."""
+    return optimize(gradient_graph(model.loss, model.params, model.outputs))
+
+
+def generate(model, backend="numpy", dtype="float32", source_name=None):
+    """``(graph, kernels, source text)`` for ``model`` without writing anything."""
+    graph = training_graph(model)
+    forward = set(toposort([model.loss, *model.outputs.values()]))
+    kernels = partition(graph, forward)
+    module = NumpyModule(model, graph, kernels, dtype, source_name or _source_name(model))
+    return graph, kernels, module.source()
+
+
+def _source_name(model):
+    if model.where:
+        path = model.where.rpartition(":")[0]
+        return path.replace("\\", "/").rsplit("/", 1)[-1]
+    return "<model>"
+
+
+def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public name
+    """Compile ``model`` and return a ``runtime.Program`` loaded from the generated file."""
+    if backend not in BACKENDS:
+        raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if dtype not in DTYPES:
+        raise GradcError(f"unknown dtype {dtype!r}; use float32 or float64")
+    graph = training_graph(model)
+    key = cache_key(graph.format(), {"backend": backend, "dtype": dtype,
+                                     "source": _source_name(model), "name": model.name})
+    if config.debug_level() >= 1:
+        print(f"gradc: graph of {len(graph.nodes)} nodes, key {key[:12]}", file=sys.stderr)
+    if config.debug_level() >= 5:
+        print(graph.format(), file=sys.stderr)
+
+    def build():
+        forward = set(toposort([model.loss, *model.outputs.values()]))
+        kernels = partition(graph, forward)
+        source = NumpyModule(model, graph, kernels, dtype, _source_name(model)).source()
+        if config.debug_level() >= 4:
+            print(source, file=sys.stderr)
+        return source
+
+    path = cached_module(key, backend, build)
+    return Program.load(path)

@@ -1,0 +1,185 @@
+"""Between sympy and the graph: elementwise derivatives, and sympy expressions as nodes.
+
+``partials(op, ...)`` differentiates an elementwise op's scalar expression with
+``sympy.diff`` once (cached) and rewrites it in terms of the op's output ``y``
+where it can (``tanh' = 1 - y**2``).  ``to_graph(expr, env)`` turns a sympy
+expression into graph nodes built from primitives only, so derivatives are
+themselves differentiable.
+
+>>> import sympy
+>>> _, y, (d,) = partials("tanh", 1, (), ())
+>>> d
+1 - y**2
+"""
+import functools
+
+import sympy
+
+from compiler.ops import api as F
+from compiler.ops import scalar as S
+from compiler.ops.registry import OPS
+
+Y = sympy.Symbol("y", real=True)
+G = sympy.Symbol("g", real=True)
+ARGS = tuple(sympy.Symbol(f"a{i}", real=True) for i in range(4))
+
+_FUNCTION_OPS = {
+    sympy.exp: "exp", sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos",
+    sympy.tanh: "tanh", sympy.Abs: "abs", sympy.sign: "sign", S.Sigmoid: "sigmoid",
+    S.Softplus: "softplus", S.Relu: "relu", S.Maximum: "maximum", S.Minimum: "minimum",
+    S.Where: "where", S.StopGradient: "stop_gradient", S.Greater: "greater",
+    S.GreaterEqual: "greater_equal", S.Less: "less", S.LessEqual: "less_equal",
+    S.Equal: "equal",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def partials(op, nargs, attrs, consts):
+    """``(symbols, y, [d expr / d arg_i])`` for an elementwise op of ``nargs`` inputs.
+
+    ``attrs`` is the node's attribute tuple; ``consts`` holds ``(index, value)``
+    for inputs that are constants (substituted before differentiating, so that
+    ``x**2`` differentiates to ``2*x``).  A ``None`` partial means zero.
+    """
+    opdef = OPS[op]
+    fixed = dict(consts)
+    syms = ARGS[:nargs]
+    args = [fixed.get(i, s) for i, s in enumerate(syms)]
+    expr = opdef.scalar(*args, **dict(attrs))
+    out = []
+    for i, s in enumerate(syms):
+        if i in fixed:
+            out.append(None)
+            continue
+        d = S.drop_dirac(sympy.diff(expr, s))
+        if d == 0:
+            out.append(None)
+            continue
+        if not (expr.is_Symbol or expr.is_Number):
+            d = d.subs(expr, Y)
+        out.append(d)
+    return syms, Y, out
+
+
+def _is_const_input(node):
+    return node.op == "const"
+
+
+def elementwise_vjp(node, g):
+    """Input gradients of an elementwise node: ``g * d node / d input`` for each input."""
+    consts = tuple((i, x.attr("value")) for i, x in enumerate(node.inputs) if _is_const_input(x))
+    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, consts)
+    env = {s: x for s, x in zip(syms, node.inputs)}
+    env[y] = node
+    env[G] = g
+    return [None if d is None else to_graph(G * d, env) for d in ds]
+
+
+def _split_mul(e):
+    """``(coefficient, numerator factors, denominator factors)`` of a product."""
+    coeff, factors = e.as_coeff_mul()
+    num, den = [], []
+    for f in factors:
+        if f.is_Pow and f.exp.is_number and f.exp.is_negative:
+            den.append(f.base if f.exp == -1 else f.base ** (-f.exp))
+        else:
+            num.append(f)
+    return coeff, num, den
+
+
+def _split_add(e):
+    plus, minus = [], []
+    for t in e.args:
+        coeff, _ = t.as_coeff_mul()
+        (minus if coeff.is_negative else plus).append(-t if coeff.is_negative else t)
+    return plus, minus
+
+
+def _children(e, env):
+    if e.is_Add:
+        plus, minus = _split_add(e)
+        return plus + minus
+    if e.is_Mul:
+        _, num, den = _split_mul(e)
+        return num + den
+    if e.is_Pow:
+        if e.exp.is_number and e.exp.is_negative:
+            return [e.base if e.exp == -1 else e.base ** (-e.exp)]
+        return [e.base] if e.exp.is_number else [e.base, e.exp]
+    if isinstance(e, sympy.Heaviside):
+        return [e.args[0]]
+    return list(e.args)
+
+
+def _is_constant(e, env):
+    return not any(s in env for s in e.free_symbols)
+
+
+def constant(e):
+    """A const node for sympy number or shape formula ``e`` (irrationals evaluated to 17 digits)."""
+    if e.free_symbols or e.is_Rational:
+        return F.const(e)
+    return F.const(sympy.Float(e.evalf(17), 17))
+
+
+def _product(nodes):
+    out = None
+    for n in nodes:
+        out = n if out is None else F.mul(out, n)
+    return out
+
+
+def _build(e, memo):
+    if e.is_Add:
+        plus, minus = _split_add(e)
+        acc = None
+        for t in plus:
+            acc = memo[t] if acc is None else F.add(acc, memo[t])
+        for t in minus:
+            acc = F.neg(memo[t]) if acc is None else F.sub(acc, memo[t])
+        return acc
+    if e.is_Mul:
+        coeff, num, den = _split_mul(e)
+        factors = [memo[f] for f in num]
+        if abs(coeff) != 1 or not factors:
+            factors.insert(0, constant(abs(coeff)))
+        out = _product(factors)
+        if den:
+            out = F.div(out, _product([memo[f] for f in den]))
+        return F.neg(out) if coeff.is_negative else out
+    if e.is_Pow:
+        base, ex = e.base, e.exp
+        if ex.is_number and ex.is_negative:
+            return F.div(1, memo[base if ex == -1 else base ** (-ex)])
+        if ex == sympy.S.Half:
+            return F.sqrt(memo[base])
+        return F.pow(memo[base], constant(ex) if ex.is_number else memo[ex])
+    if isinstance(e, sympy.Heaviside):
+        return F.heaviside(memo[e.args[0]], e.args[1])
+    op = _FUNCTION_OPS.get(e.func)
+    if op is None:
+        raise NotImplementedError(f"no graph op for sympy {e.func}")
+    return getattr(F, op)(*[memo[a] for a in e.args])
+
+
+def to_graph(expr, env):
+    """Graph nodes computing sympy ``expr``, with ``env`` mapping symbols to nodes.
+
+    Iterative (an explicit stack), so deep expressions cannot overflow.
+    """
+    memo = {}
+    stack = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        if e in memo:
+            continue
+        if e in env:
+            memo[e] = env[e]
+        elif _is_constant(e, env):
+            memo[e] = constant(e)
+        elif not ready:
+            stack.append((e, True))
+            stack.extend((c, False) for c in _children(e, env) if c not in memo)
+        else:
+            memo[e] = _build(e, memo)
+    return memo[expr]

@@ -1,0 +1,54 @@
+"""Small numpy helpers that generated modules call (``_rt.logsumexp`` and friends)."""
+import numpy as np
+
+
+def logsumexp(x, axis, keepdims):
+    """``log(sum(exp(x)))`` over ``axis`` without overflow (rows of -inf give -inf)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def one_hot(labels, n, dtype):
+    """Rows of 0/1 with a 1 at each label."""
+    return (np.asarray(labels)[..., None] == np.arange(n)).astype(dtype)
+
+
+def materialize(x, dtype):
+    """``x`` as a writable array of ``dtype`` that owns its memory (copies views only)."""
+    x = np.asarray(x)
+    if x.dtype == dtype and x.flags.writeable and x.flags.owndata:
+        return x
+    return np.array(x, dtype=dtype)
+
+
+def self_check(namespace, batch_size=3, seed=0, h=1e-6):
+    """Compare a directional derivative from ``loss_and_grad`` with central differences.
+
+    Runs in float64 on random inputs; prints the relative error and returns it.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = {}
+    batch = {}
+    for name, (shape, dtype) in namespace["INPUTS"].items():
+        dims = tuple(int(d) if d.isdigit() else sizes.setdefault(d, batch_size) for d in shape)
+        if dtype.startswith("int"):
+            batch[name] = rng.integers(0, 2, size=dims)
+        elif dtype == "bool":
+            batch[name] = rng.random(dims) < 0.5
+        else:
+            batch[name] = rng.normal(size=dims)
+    params = {name: rng.normal(size=shape) * 0.5 for name, (shape, _) in namespace["PARAMS"].items()}
+    direction = {name: rng.normal(size=np.shape(v)) for name, v in params.items()}
+    _, grads = namespace["loss_and_grad"](params, batch)
+    analytic = sum(float(np.sum(grads[k] * direction[k])) for k in params)
+
+    def loss_at(t):
+        return namespace["loss"]({k: v + t * direction[k] for k, v in params.items()}, batch)
+
+    numeric = (loss_at(h) - loss_at(-h)) / (2 * h)
+    err = abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-12)
+    print(f"self-check: directional derivative {analytic:.10g} vs finite differences "
+          f"{numeric:.10g}, relative error {err:.2e}")
+    return err

@@ -1,0 +1,140 @@
+"""``Program``: a compiled model loaded from its generated module.
+
+The runtime never imports the compiler: a ``Program`` needs only the module
+file (and numpy), so a compiled model trains where sympy and jinja2 are absent.
+
+>>> prog = Program.load("model.py")                      # doctest: +SKIP
+>>> params = prog.init_params(seed=0)                    # doctest: +SKIP
+>>> loss, grads = prog.loss_and_grad(params, {"x": X, "y": Y})  # doctest: +SKIP
+"""
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import DataError
+from runtime.init import initial_value
+from runtime.loader import load_module
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """One generated kernel: its name, phase, the graph nodes it fuses and its source."""
+
+    name: str
+    phase: str
+    nodes: list
+    source: str = field(repr=False)
+
+
+class Program:
+    """Forward, loss, gradient and update functions of one compiled model."""
+
+    def __init__(self, module, path):
+        self.module = module
+        self.path = Path(path)
+        self.dtype = np.dtype(module.DTYPE)
+        self.inputs = module.INPUTS
+        self.param_specs = module.PARAMS
+        self.outputs = module.OUTPUTS
+        self.optimizers = module.OPTIMIZERS
+
+    @classmethod
+    def load(cls, path):
+        """The Program of the generated module file at ``path``."""
+        return cls(load_module(path), path)
+
+    @property
+    def source(self):
+        return self.path.read_text()
+
+    @property
+    def kernels(self):
+        out = []
+        for k in self.module.KERNELS:
+            fn = getattr(self.module, k["name"])
+            out.append(KernelInfo(k["name"], k["phase"], list(k["nodes"]), inspect.getsource(fn)))
+        return out
+
+    def init_params(self, seed=0):
+        """Fresh parameters: a dict name -> array, drawn reproducibly from ``seed``."""
+        return {name: initial_value(init, shape, name, seed, self.dtype)
+                for name, (shape, init) in self.param_specs.items()}
+
+    # -- checking what the user passes ---------------------------------------
+    def check_params(self, params):
+        missing = [n for n in self.param_specs if n not in params]
+        if missing:
+            raise DataError(f"missing parameters: {', '.join(missing)}")
+        out = {}
+        for name, (shape, _) in self.param_specs.items():
+            value = np.asarray(params[name])
+            if value.shape != tuple(shape):
+                raise DataError(f"parameter {name!r} has shape {value.shape}, expected {tuple(shape)}")
+            out[name] = value if value.dtype == self.dtype else value.astype(self.dtype)
+        return out
+
+    def check_batch(self, batch, names=None):
+        """The batch as arrays of the right dtype; raises ``DataError`` naming any mismatch."""
+        names = list(self.inputs) if names is None else names
+        missing = [n for n in names if n not in batch]
+        if missing:
+            known = ", ".join(sorted(batch)) or "none"
+            raise DataError(f"data has no {', '.join(repr(m) for m in missing)} "
+                            f"(model inputs: {', '.join(self.inputs)}; data keys: {known})")
+        sizes, out = {}, {}
+        for name in names:
+            shape, dtype = self.inputs[name]
+            value = np.asarray(batch[name])
+            if value.ndim != len(shape):
+                raise DataError(f"input {name!r} has shape {value.shape}, expected ({', '.join(shape)})")
+            for axis, (want, got) in enumerate(zip(shape, value.shape)):
+                if want.isdigit():
+                    if int(want) != got:
+                        raise DataError(f"input {name!r} has shape {value.shape}, "
+                                        f"expected ({', '.join(shape)})")
+                elif sizes.setdefault(want, (got, name))[0] != got:
+                    first = sizes[want]
+                    raise DataError(f"size {want} is {first[0]} in input {first[1]!r} "
+                                    f"but {got} in input {name!r}")
+            if dtype.startswith("float"):
+                if value.dtype.kind not in "fiub":
+                    raise DataError(f"input {name!r} must be numeric, got dtype {value.dtype}")
+                value = value.astype(self.dtype, copy=False)
+            elif dtype.startswith("int"):
+                if value.dtype.kind not in "iu":
+                    if value.dtype.kind == "f" and np.all(np.isfinite(value)) \
+                            and np.all(value == np.round(value)):
+                        value = value.astype(np.int64)
+                    else:
+                        raise DataError(f"input {name!r} must hold integers, got dtype {value.dtype}")
+            out[name] = value
+        return out
+
+    # -- running -------------------------------------------------------------
+    def loss(self, params, batch):
+        """The loss (a float) on one batch."""
+        return self.module.loss(self.check_params(params), self.check_batch(batch))
+
+    def loss_and_grad(self, params, batch):
+        """``(loss, {param name: gradient})`` on one batch."""
+        return self.module.loss_and_grad(self.check_params(params), self.check_batch(batch))
+
+    def predict(self, params, batch):
+        """The model's named outputs on one batch (only the inputs they need are required)."""
+        needed = [n for n in self.inputs if n in batch] if set(batch) < set(self.inputs) else None
+        return self.module.predict(self.check_params(params), self.check_batch(batch, needed))
+
+    def update(self, params, grads, state, optimizer="sgd", **hyper):
+        """Apply one compiled optimizer step to ``params`` in place."""
+        getattr(self.module, f"update_{optimizer}")(params, grads, state, **hyper)
+
+    def step(self, params, batch, lr):
+        """One SGD step in place on already-checked ``params``/``batch``; returns the loss."""
+        loss, grads = self.module.loss_and_grad(params, batch)
+        self.module.update_sgd(params, grads, None, lr)
+        return loss
+
+    def __repr__(self):
+        return f"Program({self.path.name}, params={list(self.param_specs)})"

@@ -1,0 +1,12 @@
+"""Test setup: a private cache directory for generated modules, and shared helpers."""
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+_cache = tempfile.mkdtemp(prefix="gradc-test-cache-")
+os.environ["GRADC_CACHE_DIR"] = _cache

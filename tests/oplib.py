@@ -1,0 +1,216 @@
+"""The op table: one row per op, checked by one helper against three oracles.
+
+Each row builds the op on gradc nodes, on numpy arrays and on torch tensors.
+``check_row`` compiles ``loss = sum(op(inputs) * r)`` in float64 and asserts
+
+- the value equals numpy's (relative 1e-12),
+- every input gradient equals PyTorch autograd's (relative 1e-9),
+- every input gradient equals central finite differences (relative 1e-6).
+
+A new op is one new row in ``ROWS``.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from compiler import Input, Model, Param, compile, ops as F
+
+torch.set_default_dtype(torch.float64)
+
+
+@dataclass
+class Row:
+    name: str
+    gradc: callable
+    numpy: callable
+    torch: callable
+    shapes: list                      # list of tuples of input shapes
+    domain: str = "any"               # "any" | "positive" | "unit" (values in (0.1, 0.9))
+    ops: tuple = ()                   # registry ops this row exercises (default: name)
+    int_inputs: dict = field(default_factory=dict)   # index -> number of classes
+    fd: bool = True                   # False where finite differences see a different function
+
+
+def _np_softplus(x):
+    return np.logaddexp(0, x)
+
+
+def _np_lse(x, axis=None, keepdims=False):
+    m = np.max(x, axis=axis, keepdims=True)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _np_log_softmax(x):
+    return x - _np_lse(x, -1, True)
+
+
+BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (3,))]
+UNARY_SHAPES = [((5,),), ((3, 4),)]
+
+ROWS = [
+    Row("add", lambda a, b: a + b, np.add, torch.add, BINARY_SHAPES),
+    Row("sub", lambda a, b: a - b, np.subtract, torch.sub, BINARY_SHAPES),
+    Row("mul", lambda a, b: a * b, np.multiply, torch.mul, BINARY_SHAPES),
+    Row("div", lambda a, b: a / b, np.divide, torch.div, BINARY_SHAPES, domain="positive"),
+    Row("neg", lambda a: -a, np.negative, torch.neg, UNARY_SHAPES),
+    Row("pow", lambda a, b: a ** b, np.power, torch.pow, BINARY_SHAPES[:2], domain="positive"),
+    Row("pow_const", lambda a: a ** 3, lambda a: a ** 3, lambda a: a ** 3, UNARY_SHAPES,
+        ops=("pow",)),
+    Row("rpow_const", lambda a: 2.0 ** a, lambda a: 2.0 ** a, lambda a: 2.0 ** a, UNARY_SHAPES,
+        ops=("pow",)),
+    Row("exp", F.exp, np.exp, torch.exp, UNARY_SHAPES),
+    Row("log", F.log, np.log, torch.log, UNARY_SHAPES, domain="positive"),
+    Row("sqrt", F.sqrt, np.sqrt, torch.sqrt, UNARY_SHAPES, domain="positive"),
+    Row("sin", F.sin, np.sin, torch.sin, UNARY_SHAPES),
+    Row("cos", F.cos, np.cos, torch.cos, UNARY_SHAPES),
+    Row("tanh", F.tanh, np.tanh, torch.tanh, UNARY_SHAPES),
+    Row("sigmoid", F.sigmoid, lambda a: 1 / (1 + np.exp(-a)), torch.sigmoid, UNARY_SHAPES),
+    Row("softplus", F.softplus, _np_softplus, torch.nn.functional.softplus, UNARY_SHAPES),
+    Row("relu", F.relu, lambda a: np.maximum(a, 0), torch.relu, UNARY_SHAPES),
+    Row("abs", F.abs, np.abs, torch.abs, UNARY_SHAPES),
+    Row("sign", lambda a: F.sign(a) * a, lambda a: np.sign(a) * a, lambda a: torch.sign(a) * a,
+        UNARY_SHAPES, ops=("sign", "mul")),
+    Row("heaviside", lambda a: F.heaviside(a, 0.5) * a, lambda a: np.heaviside(a, 0.5) * a,
+        lambda a: torch.heaviside(a.detach(), torch.tensor(0.5)) * a, UNARY_SHAPES,
+        ops=("heaviside", "mul")),
+    Row("maximum", F.maximum, np.maximum, torch.maximum, BINARY_SHAPES),
+    Row("minimum", F.minimum, np.minimum, torch.minimum, BINARY_SHAPES),
+    Row("where", lambda c, a, b: F.where(c > 0, a, b), lambda c, a, b: np.where(c > 0, a, b),
+        lambda c, a, b: torch.where(c > 0, a, b), [((3, 4), (3, 4), (4,))],
+        ops=("where", "greater")),
+    Row("compare", lambda a, b: F.where(a >= b, a, 0.0) + F.where(a <= b, 0.0, b)
+        + F.where(F.less(a, b), 1.0, 2.0) * F.where(F.equal(a, a), a, b),
+        lambda a, b: np.where(a >= b, a, 0.0) + np.where(a <= b, 0.0, b)
+        + np.where(a < b, 1.0, 2.0) * a,
+        lambda a, b: torch.where(a >= b, a, 0.0) + torch.where(a <= b, 0.0, b)
+        + torch.where(a < b, 1.0, 2.0) * a,
+        [((3, 4), (4,))], ops=("greater_equal", "less_equal", "less", "equal")),
+    Row("stop_gradient", lambda a: F.stop_gradient(a) * a, lambda a: a * a,
+        lambda a: a.detach() * a, UNARY_SHAPES, fd=False),
+    Row("matmul", F.matmul, np.matmul, torch.matmul, [((3, 4), (4, 2)), ((1, 5), (5, 1))]),
+    Row("matmul_vec", F.matmul, np.matmul, torch.matmul, [((3, 4), (4,)), ((4,), (4, 2))],
+        ops=("matmul", "reshape")),
+    Row("transpose", lambda a: F.transpose(a), np.transpose, lambda a: a.permute(*reversed(range(a.ndim))),
+        [((3, 4),), ((2, 3, 4),)]),
+    Row("transpose_axes", lambda a: F.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),
+        lambda a: a.permute(1, 2, 0), [((2, 3, 4),)], ops=("transpose",)),
+    Row("reshape", lambda a: F.reshape(a, (2, -1)), lambda a: a.reshape(2, -1),
+        lambda a: a.reshape(2, -1), [((3, 4),), ((2, 3, 2),)]),
+    Row("broadcast_to", lambda a: F.broadcast_to(a, (3, 2, 4)), lambda a: np.broadcast_to(a, (3, 2, 4)),
+        lambda a: a.expand(3, 2, 4), [((4,),), ((2, 1),), ((),)]),
+    Row("sum", lambda a: F.sum(a, axis=0), lambda a: a.sum(axis=0), lambda a: a.sum(0),
+        [((3, 4),), ((2, 3, 4),)]),
+    Row("sum_keepdims", lambda a: F.sum(a, axis=(0, 2), keepdims=True),
+        lambda a: a.sum(axis=(0, 2), keepdims=True), lambda a: a.sum((0, 2), keepdim=True),
+        [((2, 3, 4),)], ops=("sum",)),
+    Row("sum_all", F.sum, np.sum, torch.sum, [((3, 4),)], ops=("sum",)),
+    Row("mean", lambda a: F.mean(a, axis=-1), lambda a: a.mean(axis=-1), lambda a: a.mean(-1),
+        [((3, 4),), ((5,),)], ops=("sum", "mul")),
+    Row("max", lambda a: F.max(a, axis=1), lambda a: a.max(axis=1), lambda a: torch.amax(a, 1),
+        [((3, 4),), ((2, 5, 3),)]),
+    Row("logsumexp", lambda a: F.logsumexp(a, axis=-1), lambda a: _np_lse(a, -1),
+        lambda a: torch.logsumexp(a, -1), [((3, 4),), ((6,),)]),
+    Row("softmax", F.softmax, lambda a: np.exp(_np_log_softmax(a)),
+        lambda a: torch.softmax(a, -1), [((3, 4),)], ops=("logsumexp", "exp", "sub")),
+    Row("log_softmax", F.log_softmax, _np_log_softmax, lambda a: torch.log_softmax(a, -1),
+        [((3, 4),), ((5,),)], ops=("logsumexp", "sub")),
+    Row("mse", F.mse, lambda a, b: np.mean((a - b) ** 2), torch.nn.functional.mse_loss,
+        [((3, 4), (3, 4))]),
+    Row("bce_with_logits", F.bce_with_logits,
+        lambda z, y: np.mean(_np_softplus(z) - y * z),
+        torch.nn.functional.binary_cross_entropy_with_logits, [((6, 1), (6, 1))],
+        ops=("softplus",)),
+    Row("cross_entropy", F.cross_entropy,
+        lambda z, k: -np.mean(_np_log_softmax(z)[np.arange(len(k)), k]),
+        torch.nn.functional.cross_entropy, [((5, 3), (5,))], int_inputs={1: 3},
+        ops=("one_hot", "logsumexp")),
+    Row("l1", F.l1, lambda a: np.sum(np.abs(a)), lambda a: a.abs().sum(), UNARY_SHAPES,
+        ops=("abs", "sum")),
+    Row("l2", F.l2, lambda a: np.sum(a ** 2), lambda a: (a ** 2).sum(), UNARY_SHAPES,
+        ops=("pow", "sum")),
+]
+
+
+def sample(shape, domain, rng):
+    if domain == "positive":
+        return rng.uniform(0.5, 2.0, size=shape)
+    if domain == "unit":
+        return rng.uniform(0.1, 0.9, size=shape)
+    return rng.normal(size=shape)
+
+
+def build(row, shapes, seed=0):
+    """``(program, params, batch, data arrays)`` for one row at one set of shapes."""
+    rng = np.random.default_rng(seed)
+    nodes, arrays, params = [], [], {}
+    for i, shape in enumerate(shapes):
+        if i in row.int_inputs:
+            nodes.append(Input(f"k{i}", shape, dtype="int64"))
+            arrays.append(rng.integers(0, row.int_inputs[i], size=shape))
+        else:
+            nodes.append(Param(f"a{i}", shape))
+            arrays.append(sample(shape, row.domain, rng))
+            params[f"a{i}"] = arrays[-1]
+    out = row.gradc(*nodes)
+    r = Input("r", out.shape, dtype="float64")
+    inputs = [n for n in nodes if n.op == "input"] + [r]
+    model = Model(inputs=inputs, outputs={"out": out}, loss=F.sum(out * r))
+    prog = compile(model, dtype="float64")
+    batch = {n.name: a for n, a in zip(nodes, arrays) if n.op == "input"}
+    batch["r"] = rng.normal(size=tuple(out.shape))
+    return prog, params, batch, arrays
+
+
+def finite_differences(prog, params, batch, h=1e-6):
+    grads = {}
+    for name, value in params.items():
+        g = np.zeros(np.shape(value))
+        flat, gflat = np.asarray(value, dtype=float).reshape(-1), g.reshape(-1)
+        for j in range(flat.size):
+            up, down = flat.copy(), flat.copy()
+            up[j] += h
+            down[j] -= h
+            lu = prog.loss({**params, name: up.reshape(np.shape(value))}, batch)
+            ld = prog.loss({**params, name: down.reshape(np.shape(value))}, batch)
+            gflat[j] = (lu - ld) / (2 * h)
+        grads[name] = g
+    return grads
+
+
+def torch_grads(row, arrays, r, int_inputs):
+    ts = []
+    for i, a in enumerate(arrays):
+        if i in int_inputs:
+            ts.append(torch.tensor(a))
+        else:
+            ts.append(torch.tensor(a, dtype=torch.float64, requires_grad=True))
+    out = row.torch(*ts)
+    (out * torch.tensor(r)).sum().backward()
+    return {f"a{i}": t.grad.numpy() if t.grad is not None else np.zeros(t.shape)
+            for i, t in enumerate(ts) if i not in int_inputs}
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(b), initial=0.0), 1e-300)
+    return float(np.max(np.abs(a - b), initial=0.0) / scale)
+
+
+def check_row(row, shapes):
+    """Assert value, PyTorch gradient and finite-difference gradient for one row and shapes."""
+    prog, params, batch, arrays = build(row, shapes)
+    value = prog.predict(params, batch)["out"]
+    expected = row.numpy(*arrays)
+    assert np.shape(value) == np.shape(expected), (row.name, np.shape(value), np.shape(expected))
+    assert rel_err(value, expected) <= 1e-12, (row.name, "value", rel_err(value, expected))
+    _, grads = prog.loss_and_grad(params, batch)
+    reference = torch_grads(row, arrays, batch["r"], row.int_inputs)
+    numeric = finite_differences(prog, params, batch) if row.fd else reference
+    for name in params:
+        assert grads[name].shape == np.shape(params[name])
+        assert rel_err(grads[name], reference[name]) <= 1e-9, (row.name, name, "torch",
+                                                               rel_err(grads[name], reference[name]))
+        assert rel_err(grads[name], numeric[name]) <= 1e-6, (row.name, name, "finite differences",
+                                                             rel_err(grads[name], numeric[name]))
