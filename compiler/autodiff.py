@@ -42,7 +42,8 @@ def grad(loss, wrt):
         raise GradcError(f"the loss must be a scalar, got shape {loss.shape}", where=loss.where)
     nodes = toposort([loss])
     live = depends_on(nodes, wrt)
-    grads = {loss: F.const(1)}
+    with located(loss.where):
+        grads = {loss: F.const(1)}
     for node in reversed(nodes):
         g = grads.get(node)
         if g is None or OPS[node.op].kind == "leaf":

@@ -191,7 +191,8 @@ def make(op, inputs=(), **attrs):
         raise GradcError(f"unknown op {op!r}", where=user_location())
     inputs = tuple(inputs)
     attrs = tuple(sorted(attrs.items()))
-    key = (op, tuple(id(i) for i in inputs), attrs)
+    # The key holds only strings and ints: sympy values are keyed by their exact repr.
+    key = (op, tuple(id(i) for i in inputs), repr(attrs))
     node = _cache.get(key)
     if node is not None:
         return node
@@ -237,12 +238,12 @@ def toposort(roots):
 
 def users_of(nodes):
     """Map each node to the list of nodes (among ``nodes``) that use it."""
-    users = {n: [] for n in nodes}
+    users = {n: {} for n in nodes}  # dicts keep insertion order and dedupe in O(1)
     for n in nodes:
         for i in n.inputs:
-            if i in users and n not in users[i]:
-                users[i].append(n)
-    return users
+            if i in users:
+                users[i][n] = None
+    return {n: list(u) for n, u in users.items()}
 
 
 class Graph:
@@ -298,7 +299,7 @@ class Graph:
                     text += f" {n.dtype}"
             if n in out_names:
                 text += "  -> " + ", ".join(out_names[n])
-            if locations and n.where:
+            if locations and n.where and n.op != "const":  # constants are shared, not located
                 text = f"{text:<56}  # {_short(n.where)}"
             lines.append(text)
         return "\n".join(lines)

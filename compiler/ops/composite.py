@@ -10,8 +10,14 @@ from runtime.errors import GradcError
 
 
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along ``axis``."""
-    return x - F.logsumexp(x, axis, keepdims=True)
+    """``x - logsumexp(x)`` along ``axis``, computed as ``(x - m) - logsumexp(x - m)``.
+
+    ``m`` is the row maximum held constant (``stop_gradient``): log-softmax does
+    not change when a constant is added to a row, so every derivative is the
+    same, and ``x - m`` keeps full precision even for inputs of size 1e4 in float32.
+    """
+    shifted = x - F.stop_gradient(F.max(x, axis, keepdims=True))
+    return shifted - F.logsumexp(shifted, axis, keepdims=True)
 
 
 def softmax(x, axis=-1):

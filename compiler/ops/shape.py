@@ -30,7 +30,11 @@ register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0]
 def _broadcast_to_shape(inputs, attrs):
     (x,) = inputs
     target = as_shape(attrs["shape"])
-    if broadcast_shapes(x.shape, target) != target:
+    try:
+        fits = broadcast_shapes(x.shape, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"cannot broadcast {fmt(x.shape)} to {fmt(target)}")
     return target
 

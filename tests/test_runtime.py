@@ -1,0 +1,92 @@
+"""The runtime: initialisers, data checks and the training loop."""
+import numpy as np
+import pytest
+
+from compiler import Input, Model, compile, nn, ops as F
+from runtime import train
+from runtime.errors import DataError, GradcError, TrainingError
+from runtime.init import initial_value
+
+
+def regression():
+    x, y = Input("x", ("B", 1)), Input("y", ("B", 1))
+    net = nn.Chain(nn.Dense(1, 16, act="tanh"), nn.Dense(16, 1))
+    return compile(Model([x, y], {"y_hat": net(x)}, F.mse(net(x), y)))
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-1, 1, size=(n, 1))
+    return {"x": xs, "y": np.sin(3 * xs)}
+
+
+@pytest.mark.parametrize("init,var", [
+    ("xavier", 2 / (200 + 100)), ("xavier_normal", 2 / (200 + 100)),
+    ("he", 2 / 200), ("he_uniform", 2 / 200)])
+def test_initialisers_have_the_seeds_variance(init, var):
+    w = initial_value(init, (200, 100), "w", seed=3)
+    assert abs(w.mean()) < 0.01
+    assert abs(w.var() / var - 1) < 0.05
+
+
+def test_initialisation_is_reproducible_and_per_parameter():
+    prog = regression()
+    a, b = prog.init_params(seed=1), prog.init_params(seed=1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(prog.init_params(seed=2)["dense0.W"], a["dense0.W"])
+    assert not np.any(a["dense0.b"]) and a["dense0.W"].dtype == np.float32
+
+
+def test_sgd_step_matches_the_rule():
+    prog = regression()
+    p0 = prog.init_params(0)
+    batch = prog.check_batch(data(8))
+    _, grads = prog.loss_and_grad(p0, batch)
+    hist = train(prog, data(8), lr=0.1, epochs=1, batch_size=8, shuffle=False, quiet=True,
+                 params=p0)
+    for k in p0:
+        np.testing.assert_allclose(hist.params[k], p0[k] - 0.1 * grads[k], rtol=1e-6, atol=1e-7)
+    assert hist.initial_loss == pytest.approx(hist.step_losses[0])
+
+
+def test_training_lowers_the_loss_and_records_history():
+    hist = train(regression(), data(), lr=0.2, epochs=100, batch_size=8, quiet=True)
+    assert len(hist.epoch_losses) == 100 and len(hist.step_losses) == 100 * 8
+    assert hist.epoch_losses[-1] < hist.initial_loss / 10
+    assert set(hist.to_json()) == {"initial_loss", "epoch_losses", "step_losses"}
+
+
+def test_same_seed_same_run():
+    a = train(regression(), data(), lr=0.05, epochs=3, batch_size=5, quiet=True, seed=4)
+    b = train(regression(), data(), lr=0.05, epochs=3, batch_size=5, quiet=True, seed=4)
+    assert a.step_losses == b.step_losses
+    assert len(a.step_losses) == 3 * 13  # 64 examples in batches of 5: the last one is short
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"x": np.zeros((4, 1))}, "no 'y'"),
+    ({"x": np.zeros((4, 2)), "y": np.zeros((4, 1))}, "has shape"),
+    ({"x": np.zeros((4, 1)), "y": np.zeros((5, 1))}, "size B is 4"),
+    ({"x": np.full((4, 1), np.nan), "y": np.zeros((4, 1))}, "non-finite"),
+    ({"x": np.zeros((0, 1)), "y": np.zeros((0, 1))}, "empty"),
+    ({"x": np.array([["a"]] * 4), "y": np.zeros((4, 1))}, "numeric"),
+])
+def test_bad_data_is_named(bad, message):
+    with pytest.raises(DataError, match=message):
+        train(regression(), bad, epochs=1, batch_size=2, quiet=True)
+
+
+def test_bad_settings_are_named():
+    prog = regression()
+    with pytest.raises(DataError, match="larger than the data"):
+        train(prog, data(4), batch_size=10, quiet=True)
+    with pytest.raises(GradcError, match="unknown optimizer"):
+        train(prog, data(4), optimizer="lbfgs", quiet=True)
+    with pytest.raises(GradcError, match="learning rate"):
+        train(prog, data(4), lr=-1.0, quiet=True)
+
+
+def test_a_diverging_loss_stops_with_the_step():
+    with pytest.raises(TrainingError, match="at step"):
+        train(regression(), {k: v * 1e3 for k, v in data().items()}, lr=1e3, epochs=50,
+              batch_size=4, quiet=True)
