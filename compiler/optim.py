@@ -7,7 +7,7 @@ update kernel over all parameters, so changing the learning rate never
 recompiles.
 
 >>> RULES["sgd"].assignments
-(('p', p - g*lr),)
+(('p', -g*lr + p),)
 """
 from dataclasses import dataclass
 

@@ -4,7 +4,7 @@ A string dimension such as ``"B"`` becomes the positive integer symbol ``B``.
 
 >>> as_shape(("B", 3))
 (B, 3)
->>> broadcast_shapes((3, 1), ("B", 1, 4))
+>>> broadcast_shapes((3, 1), as_shape(("B", 1, 4)))
 (B, 3, 4)
 """
 import sympy

@@ -6,7 +6,7 @@ seeds: Xavier/Glorot ``2 / (n_in + n_out)``, He ``2 / n_in``.
 
 >>> import numpy as np
 >>> w = initial_value("xavier", (64, 32), "dense0.W", seed=0)
->>> abs(w.var() - 2 / (64 + 32)) < 0.003
+>>> bool(abs(w.var() - 2 / (64 + 32)) < 0.003)
 True
 """
 import zlib

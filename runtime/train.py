@@ -78,27 +78,25 @@ def train(prog, data, optimizer="sgd", lr=1e-3, epochs=100, batch_size=32, shuff
     hist = History(params=params, initial_loss=module.loss(params, arrays))
     rng = np.random.default_rng(seed)
     starts = range(0, n, batch_size)
-    bar = _progress(epochs, quiet)
     step = 0
-    for epoch in range(epochs):
-        order = rng.permutation(n) if shuffle else None
-        epoch_data = {k: (v[order] if shuffle else v) for k, v in arrays.items()}
-        total = 0.0
-        for start in starts:
-            batch = {k: v[start:start + batch_size] for k, v in epoch_data.items()}
-            loss, grads = module.loss_and_grad(params, batch)
-            if not math.isfinite(loss):
-                bar.close()
-                raise TrainingError(f"loss became {loss} at step {step} (epoch {epoch + 1}); "
-                                    "try a smaller learning rate")
-            update(params, grads, None, lr)
-            hist.step_losses.append(loss)
-            total += loss
-            step += 1
-        hist.epoch_losses.append(total / len(starts))
-        bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4g}", refresh=False)
-        bar.update(1)
-    bar.close()
+    with _progress(epochs, quiet) as bar, np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(epochs):  # overflow is not an error here: a non-finite loss is
+            order = rng.permutation(n) if shuffle else slice(None)
+            epoch_data = {k: v[order] for k, v in arrays.items()}
+            total = 0.0
+            for start in starts:
+                batch = {k: v[start:start + batch_size] for k, v in epoch_data.items()}
+                loss, grads = module.loss_and_grad(params, batch)
+                if not math.isfinite(loss):
+                    raise TrainingError(f"loss became {loss} at step {step} "
+                                        f"(epoch {epoch + 1}); try a smaller learning rate")
+                update(params, grads, None, lr)
+                hist.step_losses.append(loss)
+                total += loss
+                step += 1
+            hist.epoch_losses.append(total / len(starts))
+            bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4g}", refresh=False)
+            bar.update(1)
     return hist
 
 
