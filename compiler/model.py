@@ -9,14 +9,19 @@
 """
 from compiler.graph import Graph, Node, toposort, user_location
 from compiler.ops import api as F
+from compiler.ops.composite import CLASSIFIERS
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
 
 class Model:
-    """Inputs (data fed by name), named outputs (for ``predict``) and a scalar loss."""
+    """Inputs (data fed by name), named outputs (for ``predict``), a scalar loss and metrics.
 
-    def __init__(self, inputs, outputs=None, loss=None, name=None):
+    ``metrics`` maps names to scalar nodes evaluated after each epoch; by default a
+    loss built with ``F.cross_entropy`` or ``F.bce_with_logits`` adds ``accuracy``.
+    """
+
+    def __init__(self, inputs, outputs=None, loss=None, name=None, metrics=None):
         where = user_location()
         self.where = where
         self.name = name
@@ -37,7 +42,15 @@ class Model:
         if self.loss.shape != () or self.loss.dtype != "float":
             raise GradcError(f"the loss must be a float scalar, got shape {fmt(self.loss.shape)}",
                              where=self.loss.where or where)
-        nodes = toposort([self.loss, *self.outputs.values()])
+        if metrics is None:  # a classifier's loss brings its accuracy along
+            metrics = {"accuracy": CLASSIFIERS[n]() for n in toposort([self.loss])
+                       if n in CLASSIFIERS}
+        self.metrics = {k: F.as_node(v) for k, v in metrics.items()}
+        for metric, m in self.metrics.items():
+            if m.shape != () or m.dtype != "float":
+                raise GradcError(f"metric {metric!r} must be a float scalar, "
+                                 f"got shape {fmt(m.shape)}", where=m.where or where)
+        nodes = toposort([self.loss, *self.outputs.values(), *self.metrics.values()])
         for n in nodes:
             if n.op == "input" and n not in self.inputs:
                 raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
@@ -52,8 +65,8 @@ class Model:
             seen[p.name] = p
 
     def graph(self):
-        """The forward graph: the loss and the named outputs."""
-        return Graph({"loss": self.loss, **self.outputs})
+        """The forward graph: the loss, the named outputs and the metrics."""
+        return Graph({"loss": self.loss, **self.outputs, **{f"metric:{k}": v for k, v in self.metrics.items()}})
 
     def __repr__(self):
         return (f"Model(inputs={[x.name for x in self.inputs]}, outputs={list(self.outputs)}, "

@@ -27,15 +27,19 @@ DTYPES = ("float32", "float64")
 
 
 def training_graph(model):
-    """The optimised graph with outputs ``loss``, ``grad:<param>`` and the model's outputs."""
-    return optimize(gradient_graph(model.loss, model.params, model.outputs))
+    """The optimised graph: ``loss``, ``grad:<param>``, the outputs and ``metric:<name>``."""
+    extra = {**model.outputs, **{f"metric:{k}": v for k, v in model.metrics.items()}}
+    return optimize(gradient_graph(model.loss, model.params, extra))
+
+
+def forward_nodes(model):
+    return set(toposort([model.loss, *model.outputs.values(), *model.metrics.values()]))
 
 
 def generate(model, backend="numpy", dtype="float32", source_name=None):
     """``(graph, kernels, source text)`` for ``model`` without writing anything."""
     graph = training_graph(model)
-    forward = set(toposort([model.loss, *model.outputs.values()]))
-    kernels = partition(graph, forward)
+    kernels = partition(graph, forward_nodes(model))
     module = NumpyModule(model, graph, kernels, dtype, source_name or _source_name(model))
     return graph, kernels, module.source()
 
@@ -62,8 +66,7 @@ def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public
         print(graph.format(), file=sys.stderr)
 
     def build():
-        forward = set(toposort([model.loss, *model.outputs.values()]))
-        kernels = partition(graph, forward)
+        kernels = partition(graph, forward_nodes(model))
         source = NumpyModule(model, graph, kernels, dtype, _source_name(model)).source()
         if config.debug_level() >= 4:
             print(source, file=sys.stderr)

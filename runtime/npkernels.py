@@ -52,3 +52,31 @@ def self_check(namespace, batch_size=3, seed=0, h=1e-6):
     print(f"self-check: directional derivative {analytic:.10g} vs finite differences "
           f"{numeric:.10g}, relative error {err:.2e}")
     return err
+
+
+def _mix32(x):
+    """A 32-bit integer hash (lowbias32): good avalanche, cheap on every backend."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def dropout_keep(shape, rate, salt, seed, step):
+    """The keep-mask of a dropout call: element i is kept when hash(seed, step, salt, i) >= rate."""
+    with np.errstate(over="ignore"):
+        key = _mix32(np.array([seed & 0xFFFFFFFF], dtype=np.uint32)
+                     ^ _mix32(np.array([(step * 0x9E3779B1 + salt) & 0xFFFFFFFF], dtype=np.uint32)))
+        index = np.arange(int(np.prod(shape)), dtype=np.uint32).reshape(shape)
+        bits = _mix32(index ^ key[0])
+    threshold = np.uint32(min(int(rate * 2**32), 2**32 - 1))
+    return bits >= threshold
+
+
+def dropout(x, rate, salt, rng):
+    """Training-time dropout with ``rng = (seed, step)``; the identity when ``rng`` is None."""
+    if rng is None:
+        return x
+    keep = dropout_keep(np.shape(x), rate, salt, *rng)
+    return x * keep / (1.0 - rate)

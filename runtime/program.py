@@ -38,6 +38,7 @@ class Program:
         self.inputs = module.INPUTS
         self.param_specs = module.PARAMS
         self.outputs = module.OUTPUTS
+        self.metrics = module.METRICS
         self.optimizers = module.OPTIMIZERS
 
     @classmethod
@@ -113,28 +114,37 @@ class Program:
         return out
 
     # -- running -------------------------------------------------------------
-    def loss(self, params, batch):
-        """The loss (a float) on one batch."""
-        return self.module.loss(self.check_params(params), self.check_batch(batch))
+    def _run(self, entry, params, batch, rng=None):
+        names = self.module.ENTRY_INPUTS[entry]
+        return getattr(self.module, entry)(self.check_params(params),
+                                           self.check_batch(batch, names), rng)
 
-    def loss_and_grad(self, params, batch):
-        """``(loss, {param name: gradient})`` on one batch."""
-        return self.module.loss_and_grad(self.check_params(params), self.check_batch(batch))
+    def loss(self, params, batch, rng=None):
+        """The loss (a float) on one batch; ``rng=(seed, step)`` turns dropout on."""
+        return self._run("loss", params, batch, rng)
+
+    def loss_and_grad(self, params, batch, rng=None):
+        """``(loss, {param name: gradient})`` on one batch; ``rng=(seed, step)`` turns dropout on."""
+        return self._run("loss_and_grad", params, batch, rng)
 
     def predict(self, params, batch):
         """The model's named outputs on one batch (only the inputs they need are required)."""
-        needed = [n for n in self.inputs if n in batch] if set(batch) < set(self.inputs) else None
-        return self.module.predict(self.check_params(params), self.check_batch(batch, needed))
+        return self._run("predict", params, batch)
 
-    def update(self, params, grads, state, optimizer="sgd", **hyper):
-        """Apply one compiled optimizer step to ``params`` in place."""
-        getattr(self.module, f"update_{optimizer}")(params, grads, state, **hyper)
-
-    def step(self, params, batch, lr):
-        """One SGD step in place on already-checked ``params``/``batch``; returns the loss."""
-        loss, grads = self.module.loss_and_grad(params, batch)
-        self.module.update_sgd(params, grads, None, lr)
-        return loss
+    def evaluate(self, params, data, batch_size=4096):
+        """The loss and every metric over ``data`` (means over examples, in chunks)."""
+        params = self.check_params(params)
+        data = self.check_batch(data, self.module.ENTRY_INPUTS["evaluate"])
+        n = next((v.shape[0] for v in data.values() if v.ndim), None)
+        if n is None or n <= batch_size:
+            return self.module.evaluate(params, data)
+        totals = {}
+        for start in range(0, n, batch_size):
+            chunk = {k: v[start:start + batch_size] for k, v in data.items()}
+            size = next(iter(chunk.values())).shape[0]
+            for k, v in self.module.evaluate(params, chunk).items():
+                totals[k] = totals.get(k, 0.0) + v * size
+        return {k: v / n for k, v in totals.items()}
 
     def __repr__(self):
         return f"Program({self.path.name}, params={list(self.param_specs)})"

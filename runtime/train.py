@@ -1,7 +1,11 @@
 """``train``: minibatch training of a compiled ``Program``.
 
->>> hist = train(prog, {"x": X, "y": Y}, lr=1e-3, epochs=100, batch_size=1)  # doctest: +SKIP
->>> hist.epoch_losses[-1] < hist.epoch_losses[0]                              # doctest: +SKIP
+Optimizers (``runtime.optim``) are compiled update kernels; schedules
+(``runtime.schedules``) set the learning rate per epoch; validation, early
+stopping and checkpoints (``runtime.checkpoint``) are handled here.
+
+>>> hist = train(prog, {"x": X, "y": Y}, optimizer="adam", epochs=100)  # doctest: +SKIP
+>>> hist.epoch_losses[-1] < hist.initial_loss                             # doctest: +SKIP
 True
 """
 import math
@@ -9,32 +13,43 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.errors import DataError, GradcError, TrainingError
+from runtime import checkpoint as ckpt
+from runtime import optim, schedules
+from runtime.errors import CheckpointError, DataError, GradcError, TrainingError
 
 
 @dataclass
 class History:
-    """What a training run produced: final parameters and the losses along the way.
+    """What a training run produced: final parameters and the numbers along the way.
 
-    ``initial_loss`` is the loss over all the data before the first step;
-    ``epoch_losses[i]`` the mean minibatch loss of epoch ``i`` (as in the seed's
-    Flux loop); ``step_losses`` every minibatch loss.
+    ``initial_loss`` is the loss over all training data before the first step;
+    ``epoch_losses[i]`` the mean minibatch loss of epoch ``i`` (the seed's Flux
+    loop); ``step_losses`` every minibatch loss; ``metrics`` per-epoch values of
+    the model's metrics on the training data (and ``val_<name>`` on the
+    validation data); ``lrs`` the learning rate of each epoch.
     """
 
     params: dict
     initial_loss: float = math.nan
     epoch_losses: list = field(default_factory=list)
     step_losses: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    lrs: list = field(default_factory=list)
+    best_epoch: int = None
+    stopped_epoch: int = None
 
     def to_json(self):
         return {"initial_loss": self.initial_loss, "epoch_losses": self.epoch_losses,
-                "step_losses": self.step_losses}
+                "step_losses": self.step_losses, "val_losses": self.val_losses,
+                "metrics": self.metrics, "lrs": self.lrs, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch}
 
 
-def check_data(prog, data):
-    """The data as arrays of the program's dtype, all with one leading length N; returns (data, N)."""
+def check_data(prog, data, what="data"):
+    """The data as arrays of the program's dtype, all with one leading length N; ``(data, N)``."""
     if not isinstance(data, dict):
-        raise DataError(f"data must be a dict of arrays, got {type(data).__name__}")
+        raise DataError(f"{what} must be a dict of arrays, got {type(data).__name__}")
     arrays = prog.check_batch(data)
     lengths = {name: (a.shape[0] if a.ndim else None) for name, a in arrays.items()}
     if any(n is None for n in lengths.values()):
@@ -45,63 +60,189 @@ def check_data(prog, data):
         raise DataError(f"inputs have different numbers of examples ({desc})")
     n = next(iter(lengths.values()), 0)
     if n == 0:
-        raise DataError("data is empty (0 examples)")
+        raise DataError(f"{what} is empty (0 examples)")
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise DataError(f"input {name!r} holds non-finite values (NaN or inf)")
     return arrays, n
 
 
-def train(prog, data, optimizer="sgd", lr=1e-3, epochs=100, batch_size=32, shuffle=True,
-          seed=0, params=None, quiet=False):
-    """Train ``prog`` on ``data`` (dict input name -> array with examples along axis 0).
+def split(arrays, n, fraction, seed):
+    """``(train, validation)``: a seeded random ``fraction`` of the examples held out."""
+    if not 0 < fraction < 1:
+        raise GradcError(f"validation fraction must be between 0 and 1, got {fraction!r}")
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"validation fraction {fraction} of {n} examples leaves an empty split")
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    val, tr = order[:n_val], order[n_val:]
+    return {k: v[tr] for k, v in arrays.items()}, {k: v[val] for k, v in arrays.items()}
 
-    Returns a ``History``; ``params`` (default ``prog.init_params(seed)``) is
-    copied, never changed in place.  The last minibatch of an epoch may be
-    smaller, as with PyTorch's ``DataLoader``.
+
+def signature(prog, opt):
+    """What a checkpoint must match to be resumed by this program and optimizer."""
+    return {"params": {k: list(shape) for k, (shape, _) in prog.param_specs.items()},
+            "inputs": {k: list(shape) for k, (shape, _) in prog.inputs.items()},
+            "rule": opt.rule}
+
+
+def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuffle=True, seed=0,
+          params=None, quiet=False, schedule=None, weight_decay=None, val_fraction=0.0,
+          val_data=None, early_stopping=None, checkpoint=None, checkpoint_every=1, resume=False):
+    """Train ``prog`` on ``data`` (dict input name -> array, examples along axis 0).
+
+    ``optimizer`` is a name (``sgd momentum nesterov adagrad rmsprop adam adamw``)
+    or a ``runtime.optim`` object; ``lr``/``weight_decay`` override its own.
+    ``schedule``: a ``runtime.schedules`` object or spelling (``cosine``, ``step:10:0.5``).
+    ``val_fraction`` holds out part of the data (or pass ``val_data``);
+    ``early_stopping=P`` stops after P epochs without a better validation loss and
+    returns the best parameters.  ``checkpoint=PATH`` saves every
+    ``checkpoint_every`` epochs; ``resume=True`` continues from it, giving the same
+    losses as an uninterrupted run.  ``params`` (default ``prog.init_params(seed)``)
+    is copied, never changed.  Returns a ``History``.
     """
-    if optimizer not in prog.optimizers:
-        raise GradcError(f"unknown optimizer {optimizer!r}; available: {', '.join(prog.optimizers)}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise GradcError(f"batch size must be a positive integer, got {batch_size!r}")
-    if not (isinstance(epochs, int) and epochs >= 0):
-        raise GradcError(f"epochs must be a non-negative integer, got {epochs!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise GradcError(f"learning rate must be a positive number, got {lr!r}")
+    opt = optim.make(optimizer, lr, weight_decay)
+    sched = schedules.parse(schedule, epochs)
+    _check_int("batch size", batch_size, 1)
+    _check_int("epochs", epochs, 0)
+    _check_int("checkpoint interval", checkpoint_every, 1)
+    if getattr(prog.module, f"update_{opt.rule}", None) is None:
+        raise GradcError(f"this module has no compiled {opt.rule!r} update; recompile it")
     arrays, n = check_data(prog, data)
+    if val_data is not None:
+        val, _ = check_data(prog, val_data, "validation data")
+    elif val_fraction:
+        arrays, val = split(arrays, n, val_fraction, seed)
+        n = next(iter(arrays.values())).shape[0]
+    else:
+        val = None
+    if early_stopping is not None:
+        _check_int("early-stopping patience", early_stopping, 1)
+        if val is None:
+            raise GradcError("early stopping needs validation data (val_fraction or val_data)")
     if batch_size > n:
         raise DataError(f"batch size {batch_size} is larger than the data ({n} examples)")
+    if resume and checkpoint is None:
+        raise GradcError("resume needs a checkpoint path")
+
     params = prog.check_params(prog.init_params(seed) if params is None else params)
     params = {k: np.array(v, dtype=prog.dtype, copy=True) for k, v in params.items()}
-    module = prog.module
-    update = getattr(module, f"update_{optimizer}")
-    hist = History(params=params, initial_loss=module.loss(params, arrays))
+    state = opt.init_state(params)
     rng = np.random.default_rng(seed)
+    hist = History(params=params, initial_loss=prog.evaluate(params, arrays)["loss"])
+    run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0)
+    if resume:
+        _restore(checkpoint, prog, opt, params, state, rng, hist, run)
+
+    module = prog.module
+    update = getattr(module, f"update_{opt.rule}")
     starts = range(0, n, batch_size)
-    step = 0
-    with _progress(epochs, quiet) as bar, np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(epochs):  # overflow is not an error here: a non-finite loss is
+    with _progress(epochs, run.epoch, quiet) as bar, np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(run.epoch, epochs):  # overflow is no error: a non-finite loss is
+            lr_now = sched(epoch, opt.lr)
             order = rng.permutation(n) if shuffle else slice(None)
             epoch_data = {k: v[order] for k, v in arrays.items()}
             total = 0.0
             for start in starts:
                 batch = {k: v[start:start + batch_size] for k, v in epoch_data.items()}
-                loss, grads = module.loss_and_grad(params, batch)
+                loss, grads = module.loss_and_grad(params, batch, (seed, run.step))
                 if not math.isfinite(loss):
-                    raise TrainingError(f"loss became {loss} at step {step} "
+                    raise TrainingError(f"loss became {loss} at step {run.step} "
                                         f"(epoch {epoch + 1}); try a smaller learning rate")
-                update(params, grads, None, lr)
+                run.step += 1
+                update(params, grads, state, **opt.hyper(run.step, lr_now))
                 hist.step_losses.append(loss)
                 total += loss
-                step += 1
             hist.epoch_losses.append(total / len(starts))
-            bar.set_postfix(loss=f"{hist.epoch_losses[-1]:.4g}", refresh=False)
+            hist.lrs.append(lr_now)
+            run.epoch = epoch + 1
+            _record_metrics(prog, params, arrays, val, hist)
+            postfix = {"loss": f"{hist.epoch_losses[-1]:.4g}"}
+            if val is not None:
+                postfix["val"] = f"{hist.val_losses[-1]:.4g}"
+                stop = _early_stopping(hist, params, run, early_stopping)
+            else:
+                stop = False
+            bar.set_postfix(postfix, refresh=False)
             bar.update(1)
+            if checkpoint is not None and (run.epoch % checkpoint_every == 0 or run.epoch == epochs
+                                           or stop):
+                _save(checkpoint, prog, opt, params, state, rng, hist, run, seed)
+            if stop:
+                hist.stopped_epoch = run.epoch
+                break
+    if early_stopping is not None and run.best is not None:
+        params.update({k: v.copy() for k, v in run.best.items()})
     return hist
 
 
-def _progress(epochs, quiet):
+@dataclass
+class _Run:
+    step: int
+    epoch: int
+    best_loss: float
+    best: dict
+    since_best: int
+
+
+def _record_metrics(prog, params, arrays, val, hist):
+    if prog.metrics:
+        for k, v in prog.evaluate(params, arrays).items():
+            if k != "loss":
+                hist.metrics.setdefault(k, []).append(v)
+    if val is not None:
+        result = prog.evaluate(params, val)
+        hist.val_losses.append(result.pop("loss"))
+        for k, v in result.items():
+            hist.metrics.setdefault(f"val_{k}", []).append(v)
+
+
+def _early_stopping(hist, params, run, patience):
+    if hist.val_losses[-1] < run.best_loss:
+        run.best_loss, run.since_best = hist.val_losses[-1], 0
+        run.best = {k: v.copy() for k, v in params.items()}
+        hist.best_epoch = run.epoch
+    else:
+        run.since_best += 1
+    return patience is not None and run.since_best >= patience
+
+
+def _save(path, prog, opt, params, state, rng, hist, run, seed):
+    record = {"signature": signature(prog, opt), "epoch": run.epoch, "step": run.step,
+              "seed": seed, "rng": rng.bit_generator.state, "history": hist.to_json(),
+              "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
+              "since_best": run.since_best, "optimizer": repr(opt)}
+    extra = {"__best__": run.best} if run.best is not None else {}
+    ckpt.save(path, params, {**state, **extra}, record)
+
+
+def _restore(path, prog, opt, params, state, rng, hist, run):
+    saved_params, saved_state, record = ckpt.load(path)
+    if record.get("signature") != signature(prog, opt):
+        raise CheckpointError(f"checkpoint {path} belongs to a different model or optimizer")
+    params.update(saved_params)
+    run.best = saved_state.pop("__best__", None)
+    for name, buffers in saved_state.items():
+        state[name].update(buffers)
+    rng.bit_generator.state = record["rng"]
+    run.step, run.epoch = record["step"], record["epoch"]
+    run.best_loss = record["best_loss"] if record["best_loss"] is not None else math.inf
+    run.since_best = record["since_best"]
+    saved = record["history"]
+    hist.initial_loss = saved["initial_loss"]
+    for key in ("epoch_losses", "step_losses", "val_losses", "lrs"):
+        getattr(hist, key).extend(saved[key])
+    hist.metrics.update(saved["metrics"])
+    hist.best_epoch = saved["best_epoch"]
+
+
+def _check_int(what, value, low):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise GradcError(f"{what} must be an integer >= {low}, got {value!r}")
+
+
+def _progress(epochs, done, quiet):
     from tqdm import tqdm
 
-    return tqdm(total=epochs, desc="train", unit="epoch", disable=quiet, dynamic_ncols=True,
-                mininterval=0.2)
+    return tqdm(total=epochs, initial=done, desc="train", unit="epoch", disable=quiet,
+                dynamic_ncols=True, mininterval=0.2)

@@ -89,6 +89,8 @@ ROWS = [
         [((3, 4), (4,))], ops=("greater_equal", "less_equal", "less", "equal")),
     Row("stop_gradient", lambda a: F.stop_gradient(a) * a, lambda a: a * a,
         lambda a: a.detach() * a, UNARY_SHAPES, fd=False),
+    # evaluation mode (no rng): the identity; training mode is tested in test_training.py
+    Row("dropout", lambda a: F.dropout(a, 0.3), lambda a: a, lambda a: a * 1.0, UNARY_SHAPES),
     Row("matmul", F.matmul, np.matmul, torch.matmul, [((3, 4), (4, 2)), ((1, 5), (5, 1))]),
     Row("matmul_vec", F.matmul, np.matmul, torch.matmul, [((3, 4), (4,)), ((4,), (4, 2))],
         ops=("matmul", "reshape")),

@@ -19,8 +19,8 @@ from compiler.optim import RULES
 from compiler.shapes import broadcast_shapes, fmt, free_symbols
 from runtime.errors import GradcError
 
-RESERVED = {"numpy", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "KERNELS", "params", "batch",
-            "grads", "state", "name", "p", "g", "lr", "_rt"}
+RESERVED = {"numpy", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "METRICS", "KERNELS", "params",
+            "batch", "grads", "state", "name", "rng", "_rt"}
 
 
 def _location(where):
@@ -71,6 +71,7 @@ class NumpyModule:
             for m in k.members:
                 self.owner[m] = k
         self.kernel_args = {}
+        self.entry_inputs = {}
 
     # -- kernels -------------------------------------------------------------
     def ref(self, node, exprs):
@@ -128,6 +129,8 @@ class NumpyModule:
                 symbols_used.update(free_symbols(k.root.shape))
         args = [self.names.of[i] for i in k.inputs]
         args += [self.names.of[("sym", s)] for s in sorted(symbols_used)]
+        if any(OPS[m.op].kind == "random" for m in k.members):
+            args.append("rng")
         self.kernel_args[k] = args
         provenance = [f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} {_location(m.where)}"
                       for m in k.members]
@@ -162,6 +165,7 @@ class NumpyModule:
         for n in outputs.values():
             if n.op in ("input", "param") and n not in used_leaves:
                 used_leaves.append(n)
+        self.entry_inputs[name] = tuple(x.name for x in self.model.inputs if x in used_leaves)
         prologue = []
         for leaf in used_leaves:
             source = "batch" if leaf.op == "input" else "params"
@@ -174,18 +178,17 @@ class NumpyModule:
             prologue.append(f"{s} = {self.names.of[holder]}.shape[{axis}]")
         calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
                  for k in kernels]
-        signature = "params, batch"
+        signature = "params, batch, rng=None"
         return render("numpy/entry.py.jinja", name=name, signature=signature, doc=doc,
                       prologue=prologue, calls=calls, result=result_fn(self.value_of))
 
-    def update_source(self, rule):
-        assignments = []
-        for target, expr in rule.assignments:
-            assignments.append((target, print_numpy(expr)))
+    @staticmethod
+    def update_source(rule):
+        assignments = [(target, print_numpy(expr)) for target, expr in rule.assignments]
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("numpy/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name,
-                                 rule=[rule.doc], state_names=list(rule.state),
+                                 rule=list(rule.doc), state_names=list(rule.state),
                                  assignments=assignments)}
 
     def source(self):
@@ -194,6 +197,7 @@ class NumpyModule:
         loss = {"loss": outs["loss"]}
         grads = {k: v for k, v in outs.items() if k.startswith("grad:")}
         predicted = {k: v for k, v in outs.items() if k in self.model.outputs}
+        metrics = {k: v for k, v in outs.items() if k.startswith("metric:")}
 
         def scalar(v):
             return f"float({v(loss['loss'])})"
@@ -206,12 +210,18 @@ class NumpyModule:
             items = ", ".join(f"{k!r}: _rt.materialize({v(n)}, DTYPE)" for k, n in predicted.items())
             return f"{{{items}}}"
 
+        def metric_dict(v):
+            items = "".join(f", {k[7:]!r}: float({v(n)})" for k, n in metrics.items())
+            return f"{{'loss': {scalar(v)}{items}}}"
+
         entries = [
             self.entry_source("loss", "The loss (a float) for one batch.", loss, scalar),
             self.entry_source("loss_and_grad", "The loss and the gradient of every parameter.",
                               {**loss, **grads}, grad_dict),
             self.entry_source("predict", "The model's named outputs for one batch.",
                               predicted, predict_dict),
+            self.entry_source("evaluate", "The loss and every metric (floats) for one batch.",
+                              {**loss, **metrics}, metric_dict),
         ]
         updates = [self.update_source(rule) for rule in RULES.values()]
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
@@ -223,6 +233,8 @@ class NumpyModule:
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
                       title=self.model.name or self.source_name,
                       inputs=repr(inputs), params=repr(params), outputs=repr(tuple(predicted)),
+                      metrics=repr(tuple(k[7:] for k in metrics)),
+                      entry_inputs=repr(self.entry_inputs),
                       symbols=repr(self.symbols), optimizers=repr(tuple(RULES)),
                       kernel_table=table, entries=entries, updates=updates)
 

@@ -9,6 +9,7 @@ a ``GradcError`` located at the user's line.
 (B,)
 """
 import builtins
+import itertools
 import numbers
 
 import numpy as np
@@ -304,6 +305,30 @@ def mean(x, axis=None, keepdims=False):
     axes = _axes(axis, x)
     count = numel([x.shape[a] for a in axes])
     return sum(x, axes, keepdims) * const(1 / sympy.sympify(count))
+
+
+_salts = itertools.count(1)
+
+
+def dropout(x, rate=0.5, salt=None):
+    """Zero each element with probability ``rate`` while training (scaling the rest by
+    ``1/(1 - rate)``); the identity in ``predict`` and evaluation.
+
+    Each call draws its own mask (``salt`` numbers it); masks are reproducible
+    from the training seed and step.
+    """
+    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise GradcError(f"dropout rate must be in [0, 1), got {rate!r}", where=user_location())
+    x = as_node(x)
+    if rate == 0:
+        return x
+    return make("dropout", (x,), rate=float(rate), salt=next(_salts) if salt is None else int(salt))
+
+
+def reset_salts():
+    """Number dropout masks from 1 again (done when a model file is loaded)."""
+    global _salts
+    _salts = itertools.count(1)
 
 
 def one_hot(labels, n):

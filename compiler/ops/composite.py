@@ -3,10 +3,16 @@
 Each is written so that it stays finite for inputs of any size: log-softmax
 subtracts a logsumexp, binary cross-entropy works on logits through softplus.
 """
+import weakref
+
 from compiler.graph import user_location
 from compiler.ops import api as F
 from compiler.shapes import fmt
 from runtime.errors import GradcError
+
+
+# Loss node -> how to build its accuracy: Model adds it as a metric automatically.
+CLASSIFIERS = weakref.WeakKeyDictionary()
 
 
 def log_softmax(x, axis=-1):
@@ -45,7 +51,9 @@ def bce_with_logits(logits, target):
     """
     logits, target = F.as_node(logits), F.as_node(target)
     _same_shape("bce_with_logits", logits, target)
-    return F.mean(F.softplus(logits) - target * logits)
+    loss = F.mean(F.softplus(logits) - target * logits)
+    CLASSIFIERS[loss] = lambda: binary_accuracy(logits, target)
+    return loss
 
 
 def cross_entropy(logits, labels):
@@ -55,7 +63,21 @@ def cross_entropy(logits, labels):
         raise GradcError(f"cross_entropy needs (N, C) logits and (N,) integer labels, "
                          f"got {fmt(logits.shape)} and {fmt(labels.shape)}", where=user_location())
     picked = F.sum(F.one_hot(labels, logits.shape[1]) * log_softmax(logits, 1), axis=1)
-    return -F.mean(picked)
+    loss = -F.mean(picked)
+    CLASSIFIERS[loss] = lambda: accuracy(logits, labels)
+    return loss
+
+
+def accuracy(logits, labels):
+    """Fraction of rows whose largest logit is at the label (ties count as right)."""
+    picked = F.sum(F.one_hot(labels, logits.shape[1]) * logits, axis=1)
+    return F.mean(F.where(F.greater_equal(picked, F.max(logits, axis=1)), 1.0, 0.0))
+
+
+def binary_accuracy(logits, targets):
+    """Fraction of elements where ``logits > 0`` agrees with 0/1 ``targets``."""
+    predicted = F.where(F.greater(logits, 0.0), 1.0, 0.0)
+    return F.mean(1.0 - F.abs(predicted - targets))
 
 
 def l1(*xs):

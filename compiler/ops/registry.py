@@ -3,7 +3,7 @@
 Every rule is a value in this table so that it can be listed, tested and
 checked for completeness (``missing_rules()``).  An op's fields:
 
-- ``kind``: ``leaf``, ``elementwise``, ``matmul``, ``reduce`` or ``shape``;
+- ``kind``: ``leaf``, ``elementwise``, ``matmul``, ``reduce``, ``shape`` or ``random``;
 - ``shape(inputs, attrs) -> shape`` and ``dtype(inputs, attrs) -> dtype``;
 - ``scalar(*args, **attrs) -> sympy expression`` for elementwise ops: the op's
   meaning at the scalar level; its derivative is ``sympy.diff`` of it;
@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-KINDS = ("leaf", "elementwise", "matmul", "reduce", "shape")
+KINDS = ("leaf", "elementwise", "matmul", "reduce", "shape", "random")
 
 
 @dataclass(frozen=True)

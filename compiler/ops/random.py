@@ -1,0 +1,24 @@
+"""Dropout: a random op whose mask comes from a counter-based hash, not a stateful RNG.
+
+The mask of element ``i`` is a pure function of ``(seed, step, salt, i)``
+(``runtime.npkernels.dropout_keep``), so every backend draws the same mask, the
+backward pass redraws it instead of storing it, and evaluation (no ``rng``) is
+the identity.
+"""
+from compiler.ops import api as F
+from compiler.ops.registry import OpDef, register
+from runtime.errors import GradcError
+
+
+def _dtype(inputs, attrs):
+    if inputs[0].dtype != "float":
+        raise GradcError(f"wrong dtype: dropout needs float input, got {inputs[0].dtype}")
+    return "float"
+
+
+register(OpDef(
+    "dropout", "random", shape=lambda i, a: i[0].shape, dtype=_dtype,
+    # linear in x with the same mask: the vjp is dropout of the gradient with the same salt
+    vjp=lambda node, g: [F.dropout(g, node.attr("rate"), salt=node.attr("salt"))],
+    numpy=lambda args, attrs: f"_rt.dropout({args[0]}, {attrs['rate']!r}, {attrs['salt']}, rng)",
+    doc="zero each element with probability rate while training, scale the rest by 1/(1-rate)"))
