@@ -47,17 +47,32 @@ def _parser():
     k.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
 
     t = sub.add_parser("train", help="train a model file and report the loss",
-                       description="Train MODEL.py on its data() (or --data FILE). Defaults come "
-                       "from the file's `training` dict, then from gradc.")
+                       description="Train MODEL.py on its data() (or --data FILE). Settings come "
+                       "from the flags, then the file's `training` dict, then gradc's defaults.")
     t.add_argument("model", metavar="MODEL.py")
-    t.add_argument("--optimizer", help="update rule (default sgd)")
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument("--optimizer", help="sgd (default), momentum, nesterov, adagrad, rmsprop, "
+                   "adam or adamw")
+    t.add_argument("--lr", type=float, help="learning rate (default: the optimizer's own)")
+    t.add_argument("--schedule", help="constant, step:N[:GAMMA], exponential:GAMMA, "
+                   "cosine[:T_MAX[:ETA_MIN]] or warmup:N[:START] (per epoch)")
+    t.add_argument("--weight-decay", type=float, dest="weight_decay",
+                   help="L2 weight decay (decoupled for adamw)")
     t.add_argument("--epochs", type=int, help="passes over the data (default 100)")
     t.add_argument("--batch-size", type=int, dest="batch_size", help="minibatch size (default 32)")
-    t.add_argument("--seed", type=int, default=0, help="seed for data, init and shuffling")
+    t.add_argument("--val-fraction", type=float, dest="val_fraction",
+                   help="hold out this fraction of the data for validation")
+    t.add_argument("--early-stopping", type=int, dest="early_stopping", metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss")
+    t.add_argument("--seed", type=int, default=0, help="seed for data, init, shuffling, dropout")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
+    t.add_argument("--checkpoint", metavar="PATH", help="save a checkpoint here every epoch "
+                   "(see --checkpoint-every)")
+    t.add_argument("--checkpoint-every", type=int, default=1, dest="checkpoint_every",
+                   metavar="N", help="epochs between checkpoints (default 1)")
+    t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     t.add_argument("--out", metavar="DIR", help="write DIR/history.json and DIR/params.npz")
+    t.add_argument("--plot", metavar="PNG", help="draw the loss curves to this PNG file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -82,8 +97,11 @@ def cmd_check(args):
     from compiler.gradcheck import check_gradients
 
     ns = modelfile.load(args.model)
-    data = modelfile.load_data(ns, args.model, args.data, args.seed) \
-        if (args.data or "data" in ns) else None
+    data = None
+    if args.data or "data" in ns:
+        inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype"))
+                  for x in ns["model"].inputs}
+        data = modelfile.load_data(ns, args.model, inputs, args.data, args.seed)
     report = check_gradients(ns["model"], data, batch_size=args.batch, seed=args.seed)
     width = max((len(name) for name, _, _ in report.rows), default=10)
     for name, err, n in report.rows:
@@ -94,28 +112,54 @@ def cmd_check(args):
     return 0 if ok else 1
 
 
+TRAIN_SETTINGS = ("optimizer", "lr", "schedule", "weight_decay", "epochs", "batch_size",
+                  "val_fraction", "early_stopping")
+TRAIN_DEFAULTS = {"optimizer": "sgd", "lr": None, "schedule": None, "weight_decay": None,
+                  "epochs": 100, "batch_size": 32, "val_fraction": 0.0, "early_stopping": None}
+
+
 def cmd_train(args):
     from compiler.pipeline import compile
     from runtime.train import train
 
     ns = modelfile.load(args.model)
-    defaults = {"optimizer": "sgd", "lr": 1e-3, "epochs": 100, "batch_size": 32}
-    defaults.update(ns.get("training", {}) or {})
+    defaults = dict(TRAIN_DEFAULTS)
+    file_settings = ns.get("training", {}) or {}
+    unknown = sorted(set(file_settings) - set(TRAIN_SETTINGS))
+    if unknown:
+        raise GradcError(f"unknown setting {unknown[0]!r} in the model file's `training` dict",
+                         where=str(args.model))
+    defaults.update(file_settings)
     settings = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
-                for k in ("optimizer", "lr", "epochs", "batch_size")}
+                for k in TRAIN_SETTINGS}
+    if args.resume and not args.checkpoint:
+        raise GradcError("--resume needs --checkpoint PATH")
     out = _writable_dir(args.out) if args.out else None
-    data = modelfile.load_data(ns, args.model, args.data, args.seed)
+    if args.plot:
+        _writable_dir(Path(args.plot).parent)
     prog = compile(ns["model"], dtype=args.dtype)
-    hist = train(prog, data, seed=args.seed, quiet=args.quiet, **settings)
+    data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
+    hist = train(prog, data, seed=args.seed, quiet=args.quiet, checkpoint=args.checkpoint,
+                 checkpoint_every=args.checkpoint_every, resume=args.resume, **settings)
     final = hist.epoch_losses[-1] if hist.epoch_losses else hist.initial_loss
     ratio = hist.initial_loss / final if final > 0 else float("inf")
     print(f"loss {hist.initial_loss:.6g} -> {final:.6g} ({ratio:.1f}x lower) after "
-          f"{settings['epochs']} epochs, {len(hist.step_losses)} steps")
+          f"{len(hist.epoch_losses)} epochs, {len(hist.step_losses)} steps")
+    for name, values in hist.metrics.items():
+        print(f"{name} {values[-1]:.4f}")
+    if hist.stopped_epoch:
+        print(f"early stopping at epoch {hist.stopped_epoch}; best validation loss at epoch "
+              f"{hist.best_epoch} (those parameters are kept)")
     if out:
-        write_atomic(out / "history.json", json.dumps(
-            {**hist.to_json(), "settings": settings, "model": str(args.model)}, indent=1))
+        record = {**hist.to_json(), "settings": settings, "seed": args.seed, "model": str(args.model)}
+        write_atomic(out / "history.json", json.dumps(record, indent=1))
         _save_npz(out / "params.npz", hist.params)
         print(f"wrote {out / 'history.json'} and {out / 'params.npz'}")
+    if args.plot:
+        from compiler.plot import loss_curves
+
+        loss_curves(hist, args.plot, title=Path(args.model).stem)
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -9,10 +9,10 @@ import sys
 import traceback
 from pathlib import Path
 
-import numpy as np
-
 from compiler import nn
+from compiler.ops import api as F
 from compiler.model import Model
+from runtime.data import read as read_data
 from runtime.errors import DataError, GradcError
 
 
@@ -31,6 +31,7 @@ def load(path):
         raise GradcError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}") from None
     namespace = {"__name__": "__gradc_model__", "__file__": str(path)}
     nn._unnamed = nn.itertools.count()
+    F.reset_salts()
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         exec(code, namespace)
@@ -60,10 +61,10 @@ def _innermost(exc, path):
     return where
 
 
-def load_data(namespace, path, data_file=None, seed=0):
-    """Training data: from ``data_file`` (.npz or .csv) or the model file's ``data(seed)``."""
+def load_data(namespace, path, inputs, data_file=None, seed=0):
+    """Training data: from ``data_file`` (.npz or .csv, by input name) or the file's ``data(seed)``."""
     if data_file is not None:
-        return read_data_file(data_file)
+        return read_data(data_file, inputs)
     fn = namespace.get("data")
     if fn is None:
         raise GradcError("no data: the model file defines no data() and no --data file was given",
@@ -76,25 +77,3 @@ def load_data(namespace, path, data_file=None, seed=0):
         raise DataError(f"data() must return a dict of arrays, got {type(data).__name__}",
                         where=str(path))
     return data
-
-
-def read_data_file(data_file):
-    """Arrays by name from an ``.npz`` file or a ``.csv`` file with a header row."""
-    data_file = Path(data_file)
-    if not data_file.is_file():
-        raise DataError(f"no such data file: {data_file}")
-    if data_file.suffix == ".npz":
-        try:
-            with np.load(data_file, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except Exception as e:
-            raise DataError(f"cannot read {data_file}: {e}") from None
-    if data_file.suffix == ".csv":
-        try:
-            table = np.genfromtxt(data_file, delimiter=",", names=True, dtype=float)
-        except Exception as e:
-            raise DataError(f"cannot read {data_file}: {e}") from None
-        if table.dtype.names is None:
-            raise DataError(f"{data_file} needs a header row naming its columns")
-        return {name: np.atleast_1d(table[name])[:, None] for name in table.dtype.names}
-    raise DataError(f"data file {data_file} must end in .npz or .csv")

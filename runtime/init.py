@@ -8,7 +8,10 @@ seeds: Xavier/Glorot ``2 / (n_in + n_out)``, He ``2 / n_in``.
 >>> w = initial_value("xavier", (64, 32), "dense0.W", seed=0)
 >>> bool(abs(w.var() - 2 / (64 + 32)) < 0.003)
 True
+>>> float(initial_value("normal(0.5)", (4000,), "b").std().round(1))
+0.5
 """
+import re
 import zlib
 
 import numpy as np
@@ -53,7 +56,25 @@ INITIALIZERS = {
 }
 
 
+_NORMAL = re.compile(r"^normal\((?P<std>[0-9.eE+-]+)\)$")
+
+
+def resolve(init):
+    """The draw function for an initialiser name, or ``normal(STD)``; ``None`` if unknown."""
+    if init in INITIALIZERS:
+        return INITIALIZERS[init]
+    match = _NORMAL.match(str(init))
+    if match:
+        try:
+            std = float(match["std"])
+        except ValueError:
+            return None
+        if std >= 0:
+            return lambda rng, shape: rng.normal(0.0, std, size=shape)
+    return None
+
+
 def initial_value(init, shape, name, seed=0, dtype=np.float64):
     """The starting value of parameter ``name`` (float64 draws, cast to ``dtype``)."""
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])
-    return np.asarray(INITIALIZERS[init](rng, tuple(shape)), dtype=dtype)
+    return np.asarray(resolve(init)(rng, tuple(shape)), dtype=dtype)

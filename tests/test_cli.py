@@ -136,3 +136,71 @@ def test_bad_flags_and_unwritable_output(tmp_path):
     assert out.returncode == 2 and "cannot write to output directory" in out.stderr
     out = gradc("frobnicate")
     assert out.returncode == 2
+
+
+def test_train_flags_checkpoint_resume_and_plot(tmp_path):
+    model = write(tmp_path, GOOD)
+    ck = tmp_path / "run.ckpt"
+    common = ["--optimizer", "adam", "--lr", "0.01", "--batch-size", "8", "--quiet",
+              "--schedule", "cosine:6", "--weight-decay", "0.001"]
+    full = gradc("train", model, "--epochs", "6", "--out", tmp_path / "full", *common)
+    assert full.returncode == 0, full.stderr
+    part = gradc("train", model, "--epochs", "3", "--checkpoint", ck, *common)
+    assert part.returncode == 0, part.stderr
+    resumed = gradc("train", model, "--epochs", "6", "--checkpoint", ck, "--resume",
+                    "--out", tmp_path / "resumed", "--plot", tmp_path / "loss.png", *common)
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((tmp_path / "full" / "history.json").read_text())
+    b = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert a["step_losses"] == b["step_losses"] and len(a["epoch_losses"]) == 6
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ck.write_bytes(ck.read_bytes()[:-100])
+    bad = gradc("train", model, "--epochs", "8", "--checkpoint", ck, "--resume", *common)
+    assert bad.returncode == 2 and "corrupt or truncated" in bad.stderr
+    assert str(ck) in bad.stderr
+
+
+def test_train_reports_accuracy_and_early_stopping(tmp_path):
+    model = write(tmp_path, """\
+        import numpy as np
+        from compiler import Input, Model, nn, ops as F
+        x, k = Input("x", ("B", 2)), Input("k", ("B",), dtype="int64")
+        net = nn.Chain(nn.Dense(2, 16, act="relu"), nn.Dense(16, 3))
+        model = Model([x, k], {"logits": net(x)}, F.cross_entropy(net(x), k))
+        training = {"optimizer": "adam", "lr": 0.02, "epochs": 300, "batch_size": 16}
+        def data(seed=0):
+            rng = np.random.default_rng(seed)
+            k = rng.integers(0, 3, size=200)
+            return {"x": np.array([[0, 2], [2, -1], [-2, -1]])[k] + rng.normal(size=(200, 2)),
+                    "k": k}
+    """)
+    out = gradc("train", model, "--val-fraction", "0.25", "--early-stopping", "4", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "val_accuracy" in out.stdout and "early stopping at epoch" in out.stdout
+
+
+def test_csv_columns_fill_feature_vectors(tmp_path):
+    model = write(tmp_path, GOOD.replace("def data", "def unused"))
+    rows = ["x[0],x[1],y"] + [f"{i},{-i},{i * 0.1}" for i in range(10)]
+    (tmp_path / "d.csv").write_text("\n".join(rows))
+    out = gradc("train", model, "--data", tmp_path / "d.csv", "--epochs", "2", "--batch-size",
+                "5", "--quiet")
+    assert out.returncode == 0, out.stderr
+    (tmp_path / "bad.csv").write_text("x[0],x[1]\n1,2\n")
+    out = gradc("train", model, "--data", tmp_path / "bad.csv", "--quiet")
+    assert out.returncode == 2 and "data has no 'y'" in out.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["--schedule", "zigzag"], "unknown schedule 'zigzag'"),
+    (["--resume"], "--resume needs --checkpoint"),
+    (["--early-stopping", "3"], "early stopping needs validation data"),
+    (["--val-fraction", "1.5"], "validation fraction"),
+    (["--batch-size", "1000"], "larger than the data"),
+    (["--lr", "-1"], "lr must be a positive number"),
+])
+def test_bad_training_flags(flags, message, tmp_path):
+    out = gradc("train", write(tmp_path, GOOD), "--quiet", "--epochs", "1", *flags)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1

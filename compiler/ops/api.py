@@ -18,7 +18,7 @@ import sympy
 from compiler.graph import DATA_DTYPES, Node, make, user_location
 from compiler.shapes import as_shape, broadcast_shapes, fmt, numel
 from runtime.errors import GradcError
-from runtime.init import INITIALIZERS
+from runtime.init import INITIALIZERS, resolve as resolve_init
 
 
 def const(value):
@@ -67,9 +67,10 @@ def Param(name, shape, init="xavier"):
     if not all(isinstance(d, int) for d in shape):
         raise GradcError(f"parameter {name!r} needs a concrete shape, got {fmt(shape)}",
                          where=user_location())
-    if init not in INITIALIZERS:
+    if resolve_init(init) is None:
         raise GradcError(f"unknown init {init!r} for parameter {name!r}; "
-                         f"use one of {', '.join(INITIALIZERS)}", where=user_location())
+                         f"use one of {', '.join(INITIALIZERS)} or normal(STD)",
+                         where=user_location())
     return make("param", name=name, shape=shape, init=init)
 
 
