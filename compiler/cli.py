@@ -42,6 +42,8 @@ def _parser():
                        "is above --tol.")
     k.add_argument("model", metavar="MODEL.py")
     k.add_argument("--tol", type=float, default=1e-6, help="relative error allowed (default 1e-6)")
+    k.add_argument("--order", type=int, choices=[1, 2], default=1,
+                   help="1: gradients; 2: Hessian-vector products against differences of gradients")
     k.add_argument("--batch", type=int, default=4, help="examples in the checked batch (default 4)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
@@ -94,7 +96,7 @@ def cmd_compile(args):
 
 
 def cmd_check(args):
-    from compiler.gradcheck import check_gradients
+    from compiler.gradcheck import check_gradients, check_hessian
 
     ns = modelfile.load(args.model)
     data = None
@@ -102,7 +104,10 @@ def cmd_check(args):
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype"))
                   for x in ns["model"].inputs}
         data = modelfile.load_data(ns, args.model, inputs, args.data, args.seed)
-    report = check_gradients(ns["model"], data, batch_size=args.batch, seed=args.seed)
+    check = check_gradients if args.order == 1 else check_hessian
+    report = check(ns["model"], data, batch_size=args.batch, seed=args.seed)
+    what = "gradient" if args.order == 1 else "Hessian-vector product"
+    print(f"{what}s against central finite differences (float64):")
     width = max((len(name) for name, _, _ in report.rows), default=10)
     for name, err, n in report.rows:
         print(f"  {name:<{width}}  max relative error {err:.2e}  ({n} entries)")

@@ -34,12 +34,7 @@ def random_batch(prog, batch_size, seed):
     return batch
 
 
-def check_gradients(model, data=None, batch_size=4, seed=0, h=1e-6, max_entries=32):
-    """Compare every parameter gradient with central differences; a ``GradReport``.
-
-    Each parameter's error is ``max|g - fd| / max(max|g|, max|fd|, 1e-7)`` over up to
-    ``max_entries`` entries drawn at random (all of them for small tensors).
-    """
+def _setup(model, data, batch_size, seed):
     prog = compile(model, dtype="float64")
     if data is None:
         batch = random_batch(prog, batch_size, seed)
@@ -48,8 +43,40 @@ def check_gradients(model, data=None, batch_size=4, seed=0, h=1e-6, max_entries=
     batch = prog.check_batch(batch)
     rng = np.random.default_rng(seed)
     params = prog.init_params(seed)
-    for k in params:  # move off zero-initialised values so every gradient path is exercised
+    for k in params:  # move off zero-initialised values so every derivative path is exercised
         params[k] = params[k] + 0.1 * rng.normal(size=params[k].shape)
+    return prog, batch, params, rng
+
+
+def _relative(analytic, numeric, loss):
+    scale = max(np.max(np.abs(analytic), initial=0.0), np.max(np.abs(numeric), initial=0.0),
+                NOISE_FLOOR * max(1.0, abs(loss)))
+    return float(np.max(np.abs(analytic - numeric), initial=0.0) / scale)
+
+
+def check_hessian(model, data=None, batch_size=4, seed=0, h=1e-5):
+    """Compare Hessian-vector products with central differences of gradients; a ``GradReport``.
+
+    For a random direction ``v``: ``H v`` against ``(g(p + h v) - g(p - h v)) / 2h``.
+    """
+    prog, batch, params, rng = _setup(model, data, batch_size, seed)
+    vector = {k: rng.normal(size=v.shape) for k, v in params.items()}
+    loss, _ = prog.loss_and_grad(params, batch)
+    hv = prog.hvp(params, batch, vector)
+    _, up = prog.loss_and_grad({k: v + h * vector[k] for k, v in params.items()}, batch)
+    _, down = prog.loss_and_grad({k: v - h * vector[k] for k, v in params.items()}, batch)
+    rows = [(k, _relative(hv[k], (up[k] - down[k]) / (2 * h), loss), v.size)
+            for k, v in params.items()]
+    return GradReport(rows, loss)
+
+
+def check_gradients(model, data=None, batch_size=4, seed=0, h=1e-6, max_entries=32):
+    """Compare every parameter gradient with central differences; a ``GradReport``.
+
+    Each parameter's error is ``max|g - fd| / max(max|g|, max|fd|, 1e-7)`` over up to
+    ``max_entries`` entries drawn at random (all of them for small tensors).
+    """
+    prog, batch, params, rng = _setup(model, data, batch_size, seed)
     loss, grads = prog.loss_and_grad(params, batch)
     rows = []
     for name, value in params.items():
@@ -67,8 +94,5 @@ def check_gradients(model, data=None, batch_size=4, seed=0, h=1e-6, max_entries=
             down = prog.module.loss(params, batch)
             flat[idx] = old
             numeric[j] = (up - down) / (2 * h)
-        scale = max(np.max(np.abs(analytic), initial=0.0), np.max(np.abs(numeric), initial=0.0),
-                    NOISE_FLOOR * max(1.0, abs(loss)))
-        err = float(np.max(np.abs(analytic - numeric)) / scale)
-        rows.append((name, err, len(picks)))
+        rows.append((name, _relative(analytic, numeric, loss), len(picks)))
     return GradReport(rows, loss)

@@ -286,7 +286,7 @@ class Graph:
         for n in self.nodes:
             args = ", ".join(f"%{index[i]}" for i in n.inputs)
             extra = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs if k not in ("name", "dtype"))
-            if n.op in ("input", "param"):
+            if n.op in ("input", "param", "tangent"):
                 text = f"%{index[n]} = {n.op} {n.name} : {fmt(n.shape)} {n.attr('dtype', n.dtype)}"
                 if n.op == "param":
                     text = f"%{index[n]} = param {n.name} : {fmt(n.shape)} init={n.attr('init')}"

@@ -13,11 +13,11 @@ source (templates + sympy printer) -> cache file -> Program.
 import sys
 
 from compiler import config
-from compiler.autodiff import gradient_graph
+from compiler.autodiff import gradient_graph, hessian_vector_product, jvp, tangent_leaves
 from compiler.cache import cache_key, cached_module
 from compiler.codegen.numpy_backend import NumpyModule
 from compiler.fusion import partition
-from compiler.graph import toposort
+from compiler.graph import Graph, toposort
 from compiler.passes import optimize
 from runtime.errors import GradcError
 from runtime.program import Program
@@ -30,6 +30,16 @@ def training_graph(model):
     """The optimised graph: ``loss``, ``grad:<param>``, the outputs and ``metric:<name>``."""
     extra = {**model.outputs, **{f"metric:{k}": v for k, v in model.metrics.items()}}
     return optimize(gradient_graph(model.loss, model.params, extra))
+
+
+def derivative_graph(model):
+    """The optimised graph: ``loss``, ``jvp`` (its tangent) and ``hvp:<param>`` (H v)."""
+    tangents = tangent_leaves(model.params)
+    (loss_tangent,) = jvp([model.loss], model.params, tangents)
+    hv = hessian_vector_product(model.loss, model.params, tangents)
+    outputs = {"loss": model.loss, "jvp": loss_tangent}
+    outputs.update((f"hvp:{p.name}", h) for p, h in zip(model.params, hv))
+    return optimize(Graph(outputs))
 
 
 def forward_nodes(model):
@@ -51,26 +61,35 @@ def _source_name(model):
     return "<model>"
 
 
-def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public name
-    """Compile ``model`` and return a ``runtime.Program`` loaded from the generated file."""
-    if backend not in BACKENDS:
-        raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if dtype not in DTYPES:
-        raise GradcError(f"unknown dtype {dtype!r}; use float32 or float64")
-    graph = training_graph(model)
-    key = cache_key(graph.format(), {"backend": backend, "dtype": dtype,
+def module_path(model, kind, backend, dtype):
+    """Generate (or find in the cache) the ``kind`` module of ``model``; its path."""
+    graph = training_graph(model) if kind == "training" else derivative_graph(model)
+    key = cache_key(graph.format(), {"backend": backend, "dtype": dtype, "kind": kind,
                                      "source": _source_name(model), "name": model.name})
     if config.debug_level() >= 1:
-        print(f"gradc: graph of {len(graph.nodes)} nodes, key {key[:12]}", file=sys.stderr)
+        print(f"gradc: {kind} graph of {len(graph.nodes)} nodes, key {key[:12]}", file=sys.stderr)
     if config.debug_level() >= 5:
         print(graph.format(), file=sys.stderr)
 
     def build():
         kernels = partition(graph, forward_nodes(model))
-        source = NumpyModule(model, graph, kernels, dtype, _source_name(model)).source()
+        source = NumpyModule(model, graph, kernels, dtype, _source_name(model), kind).source()
         if config.debug_level() >= 4:
             print(source, file=sys.stderr)
         return source
 
-    path = cached_module(key, backend, build)
-    return Program.load(path)
+    return cached_module(key, f"{backend}_{kind}", build)
+
+
+def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public name
+    """Compile ``model`` and return a ``runtime.Program`` loaded from the generated file.
+
+    The forward-mode and Hessian-vector-product module is generated the first
+    time ``Program.jvp`` or ``Program.hvp`` is called.
+    """
+    if backend not in BACKENDS:
+        raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if dtype not in DTYPES:
+        raise GradcError(f"unknown dtype {dtype!r}; use float32 or float64")
+    path = module_path(model, "training", backend, dtype)
+    return Program.load(path, derive=lambda: module_path(model, "derivatives", backend, dtype))

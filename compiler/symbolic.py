@@ -75,6 +75,23 @@ def elementwise_vjp(node, g):
     return [None if d is None else to_graph(G * d, env) for d in ds]
 
 
+TANGENTS = tuple(sympy.Symbol(f"t{i}", real=True) for i in range(4))
+
+
+def elementwise_jvp(node, tangents):
+    """Output tangent of an elementwise node: ``sum_i d node / d input_i * tangent_i``."""
+    consts = tuple((i, x.attr("value")) for i, x in enumerate(node.inputs) if _is_const_input(x))
+    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, consts)
+    expr = sum((d * T for d, T, t in zip(ds, TANGENTS, tangents)
+                if d is not None and t is not None), sympy.S.Zero)
+    if expr == 0:
+        return None
+    env = {s: x for s, x in zip(syms, node.inputs)}
+    env[y] = node
+    env.update((T, t) for T, t in zip(TANGENTS, tangents) if t is not None)
+    return to_graph(expr, env)
+
+
 def _split_mul(e):
     """``(coefficient, numerator factors, denominator factors)`` of a product."""
     coeff, factors = e.as_coeff_mul()

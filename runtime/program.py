@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import DataError
+from runtime.errors import DataError, GradcError
 from runtime.init import initial_value
 from runtime.loader import load_module
 
@@ -31,9 +31,11 @@ class KernelInfo:
 class Program:
     """Forward, loss, gradient and update functions of one compiled model."""
 
-    def __init__(self, module, path):
+    def __init__(self, module, path, derive=None):
         self.module = module
         self.path = Path(path)
+        self._derive = derive  # makes the jvp/hvp module on first use (given by the compiler)
+        self._derivatives = None
         self.dtype = np.dtype(module.DTYPE)
         self.inputs = module.INPUTS
         self.param_specs = module.PARAMS
@@ -42,9 +44,9 @@ class Program:
         self.optimizers = module.OPTIMIZERS
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, derive=None):
         """The Program of the generated module file at ``path``."""
-        return cls(load_module(path), path)
+        return cls(load_module(path), path, derive)
 
     @property
     def source(self):
@@ -145,6 +147,34 @@ class Program:
             for k, v in self.module.evaluate(params, chunk).items():
                 totals[k] = totals.get(k, 0.0) + v * size
         return {k: v / n for k, v in totals.items()}
+
+    def derivatives(self):
+        """The module with ``jvp`` and ``hvp`` (generated on first use)."""
+        if self._derivatives is None:
+            if self._derive is None:
+                raise GradcError("jvp and hvp need the compiler: get this Program from "
+                                 "compiler.compile(model)")
+            self._derivatives = load_module(self._derive())
+        return self._derivatives
+
+    def check_tangents(self, tangents, what="tangents"):
+        if not isinstance(tangents, dict):
+            raise DataError(f"{what} must be a dict parameter name -> array")
+        return self.check_params(tangents)
+
+    def jvp(self, params, batch, tangents, rng=None):
+        """``(loss, directional derivative)`` of the loss along ``tangents`` (forward mode)."""
+        module = self.derivatives()
+        return module.jvp(self.check_params(params),
+                          self.check_batch(batch, module.ENTRY_INPUTS["jvp"]),
+                          self.check_tangents(tangents), rng)
+
+    def hvp(self, params, batch, vector, rng=None):
+        """The Hessian of the loss in the parameters times ``vector`` (a dict like the params)."""
+        module = self.derivatives()
+        return module.hvp(self.check_params(params),
+                          self.check_batch(batch, module.ENTRY_INPUTS["hvp"]),
+                          self.check_tangents(vector, "vector"), rng)
 
     def __repr__(self):
         return f"Program({self.path.name}, params={list(self.param_specs)})"

@@ -216,3 +216,39 @@ def check_row(row, shapes):
                                                                rel_err(grads[name], reference[name]))
         assert rel_err(grads[name], numeric[name]) <= 1e-6, (row.name, name, "finite differences",
                                                              rel_err(grads[name], numeric[name]))
+
+
+def _torch_loss(row, arrays, r):
+    """``f(*float inputs) = sum(op(inputs) * r)`` for torch.autograd.functional."""
+    float_idx = [i for i in range(len(arrays)) if i not in row.int_inputs]
+
+    def f(*floats):
+        ts = [torch.tensor(a) for a in arrays]
+        for i, t in zip(float_idx, floats):
+            ts[i] = t
+        return (row.torch(*ts) * torch.tensor(r)).sum()
+
+    return f, [torch.tensor(arrays[i]) for i in float_idx]
+
+
+def check_row_higher_order(row, shapes, h=1e-6):
+    """Assert the jvp (vs PyTorch and finite differences) and the Hessian-vector product
+    (vs ``torch.autograd.functional.hvp``, relative 1e-8) for one row and shapes."""
+    prog, params, batch, arrays = build(row, shapes)
+    rng = np.random.default_rng(1)
+    vector = {k: rng.normal(size=np.shape(v)) for k, v in params.items()}
+    loss, directional = prog.jvp(params, batch, vector)
+    f, floats = _torch_loss(row, arrays, batch["r"])
+    vs = [torch.tensor(vector[f"a{i}"]) for i in range(len(arrays)) if i not in row.int_inputs]
+    _, ref_jvp = torch.autograd.functional.jvp(f, tuple(floats), tuple(vs))
+    assert rel_err(directional, ref_jvp.item()) <= 1e-9, (row.name, "jvp vs torch")
+    if row.fd:
+        up = prog.loss({k: v + h * vector[k] for k, v in params.items()}, batch)
+        down = prog.loss({k: v - h * vector[k] for k, v in params.items()}, batch)
+        fd = (up - down) / (2 * h)
+        assert abs(directional - fd) <= 1e-6 * max(1.0, abs(fd)), (row.name, "jvp vs fd")
+    hv = prog.hvp(params, batch, vector)
+    _, ref_hv = torch.autograd.functional.hvp(f, tuple(floats), tuple(vs))
+    float_names = [f"a{i}" for i in range(len(arrays)) if i not in row.int_inputs]
+    for name, ref in zip(float_names, ref_hv):
+        assert rel_err(hv[name], ref.numpy()) <= 1e-8, (row.name, name, "hvp", rel_err(hv[name], ref.numpy()))

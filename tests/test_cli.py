@@ -76,6 +76,13 @@ def test_check_passes_on_a_correct_model(tmp_path):
     assert worst < 1e-6
 
 
+def test_check_order_2_checks_hessian_vector_products(tmp_path):
+    out = gradc("check", write(tmp_path, GOOD), "--order", "2")
+    assert out.returncode == 0, out.stderr
+    assert "Hessian-vector product" in out.stdout
+    assert float(out.stdout.split("worst relative error")[1].split()[0]) < 1e-6
+
+
 def test_check_fails_with_status_1_when_above_tolerance(tmp_path):
     out = gradc("check", write(tmp_path, GOOD), "--tol", "1e-30")
     assert out.returncode == 1 and "FAILED" in out.stdout

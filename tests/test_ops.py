@@ -2,7 +2,7 @@
 import pytest
 
 from compiler.ops.registry import OPS, missing_rules
-from oplib import ROWS, check_row
+from oplib import ROWS, check_row, check_row_higher_order
 
 CASES = [(row, shapes) for row in ROWS for shapes in row.shapes]
 
@@ -11,6 +11,12 @@ CASES = [(row, shapes) for row in ROWS for shapes in row.shapes]
                          ids=[f"{r.name}-{'x'.join(map(str, s))}" for r, s in CASES])
 def test_op_row(row, shapes):
     check_row(row, shapes)
+
+
+@pytest.mark.parametrize("row,shapes", CASES,
+                         ids=[f"{r.name}-{'x'.join(map(str, s))}" for r, s in CASES])
+def test_op_row_jvp_and_hvp(row, shapes):
+    check_row_higher_order(row, shapes)
 
 
 def test_every_registered_op_has_a_row():

@@ -19,8 +19,9 @@ from compiler.optim import RULES
 from compiler.shapes import broadcast_shapes, fmt, free_symbols
 from runtime.errors import GradcError
 
+LEAF_SOURCES = {"input": "batch", "param": "params", "tangent": "tangents"}
 RESERVED = {"numpy", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "METRICS", "KERNELS", "params",
-            "batch", "grads", "state", "name", "rng", "_rt"}
+            "batch", "grads", "state", "name", "rng", "tangents", "_rt"}
 
 
 def _location(where):
@@ -49,8 +50,8 @@ class Names:
 class NumpyModule:
     """Everything needed to print the module of one compiled model."""
 
-    def __init__(self, model, graph, kernels, dtype, source_name):
-        self.model, self.graph, self.kernels = model, graph, kernels
+    def __init__(self, model, graph, kernels, dtype, source_name, kind="training"):
+        self.model, self.graph, self.kernels, self.kind = model, graph, kernels, kind
         self.dtype, self.source_name = dtype, source_name
         self.index = {n: i for i, n in enumerate(graph.nodes)}
         self.names = Names()
@@ -65,6 +66,9 @@ class NumpyModule:
             self.names.add(x, x.name)
         for prm in model.params:
             self.names.add(prm, prm.name.replace(".", "_"))
+        for leaf in graph.nodes:
+            if leaf.op == "tangent":
+                self.names.add(leaf, "d_" + leaf.name.replace(".", "_"))
         self.owner = {}
         for k in kernels:
             self.names.add(k.root, f"t{k.index}")
@@ -159,17 +163,16 @@ class NumpyModule:
         used_leaves, used_syms = [], set()
         for k in kernels:
             for i in k.inputs:
-                if i.op in ("input", "param") and i not in used_leaves:
+                if i.op in LEAF_SOURCES and i not in used_leaves:
                     used_leaves.append(i)
             used_syms.update(a for a in self.kernel_args[k] if ("sym", a) in self.names.of)
         for n in outputs.values():
-            if n.op in ("input", "param") and n not in used_leaves:
+            if n.op in LEAF_SOURCES and n not in used_leaves:
                 used_leaves.append(n)
         self.entry_inputs[name] = tuple(x.name for x in self.model.inputs if x in used_leaves)
         prologue = []
         for leaf in used_leaves:
-            source = "batch" if leaf.op == "input" else "params"
-            prologue.append(f"{self.names.of[leaf]} = {source}[{leaf.name!r}]")
+            prologue.append(f"{self.names.of[leaf]} = {LEAF_SOURCES[leaf.op]}[{leaf.name!r}]")
         for s in sorted(used_syms):
             input_name, axis = self.symbols[s]
             holder = next(x for x in self.model.inputs if x.name == input_name)
@@ -178,7 +181,8 @@ class NumpyModule:
             prologue.append(f"{s} = {self.names.of[holder]}.shape[{axis}]")
         calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
                  for k in kernels]
-        signature = "params, batch, rng=None"
+        signature = "params, batch, tangents, rng=None" if self.kind == "derivatives" \
+            else "params, batch, rng=None"
         return render("numpy/entry.py.jinja", name=name, signature=signature, doc=doc,
                       prologue=prologue, calls=calls, result=result_fn(self.value_of))
 
@@ -191,8 +195,8 @@ class NumpyModule:
                                  rule=list(rule.doc), state_names=list(rule.state),
                                  assignments=assignments)}
 
-    def source(self):
-        kernel_sources = [self.kernel_source(k) for k in self.kernels]
+    def training_entries(self):
+        """loss, loss_and_grad, predict and evaluate, and one update kernel per optimizer rule."""
         outs = self.graph.outputs
         loss = {"loss": outs["loss"]}
         grads = {k: v for k, v in outs.items() if k.startswith("grad:")}
@@ -203,27 +207,38 @@ class NumpyModule:
             return f"float({v(loss['loss'])})"
 
         def grad_dict(v):
-            items = ", ".join(f"{k[5:]!r}: _rt.materialize({v(n)}, DTYPE)" for k, n in grads.items())
-            return f"{scalar(v)}, {{{items}}}"
-
-        def predict_dict(v):
-            items = ", ".join(f"{k!r}: _rt.materialize({v(n)}, DTYPE)" for k, n in predicted.items())
-            return f"{{{items}}}"
+            return f"{scalar(v)}, {_array_dict(grads, v, 5)}"
 
         def metric_dict(v):
             items = "".join(f", {k[7:]!r}: float({v(n)})" for k, n in metrics.items())
             return f"{{'loss': {scalar(v)}{items}}}"
 
-        entries = [
+        return [
             self.entry_source("loss", "The loss (a float) for one batch.", loss, scalar),
             self.entry_source("loss_and_grad", "The loss and the gradient of every parameter.",
                               {**loss, **grads}, grad_dict),
             self.entry_source("predict", "The model's named outputs for one batch.",
-                              predicted, predict_dict),
+                              predicted, lambda v: _array_dict(predicted, v, 0)),
             self.entry_source("evaluate", "The loss and every metric (floats) for one batch.",
                               {**loss, **metrics}, metric_dict),
-        ]
-        updates = [self.update_source(rule) for rule in RULES.values()]
+        ], [self.update_source(rule) for rule in RULES.values()]
+
+    def derivative_entries(self):
+        """jvp (forward mode) and hvp (forward over reverse), both fed ``tangents``."""
+        outs = self.graph.outputs
+        hvps = {k: v for k, v in outs.items() if k.startswith("hvp:")}
+        return [
+            self.entry_source("jvp", "The loss and its derivative along ``tangents`` (forward mode).",
+                              {"loss": outs["loss"], "jvp": outs["jvp"]},
+                              lambda v: f"float({v(outs['loss'])}), float({v(outs['jvp'])})"),
+            self.entry_source("hvp", "The Hessian of the loss times ``tangents``, per parameter.",
+                              hvps, lambda v: _array_dict(hvps, v, 4)),
+        ], []
+
+    def source(self):
+        kernel_sources = [self.kernel_source(k) for k in self.kernels]
+        entries, updates = (self.training_entries() if self.kind == "training"
+                            else self.derivative_entries())
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
         table = [repr({"name": k.name, "phase": k.phase,
@@ -231,12 +246,18 @@ class NumpyModule:
                  for k in self.kernels]
         return render("numpy/module.py.jinja", version=VERSION, source=self.source_name,
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
-                      title=self.model.name or self.source_name,
-                      inputs=repr(inputs), params=repr(params), outputs=repr(tuple(predicted)),
-                      metrics=repr(tuple(k[7:] for k in metrics)),
+                      title=self.model.name or self.source_name, kind=self.kind,
+                      entry_names=list(self.entry_inputs),
+                      inputs=repr(inputs), params=repr(params), outputs=repr(tuple(self.model.outputs)),
+                      metrics=repr(tuple(self.model.metrics)),
                       entry_inputs=repr(self.entry_inputs),
-                      symbols=repr(self.symbols), optimizers=repr(tuple(RULES)),
+                      symbols=repr(self.symbols), optimizers=repr(tuple(u["function"][7:] for u in updates)),
                       kernel_table=table, entries=entries, updates=updates)
+
+
+def _array_dict(outputs, value_of, strip):
+    items = ", ".join(f"{k[strip:]!r}: _rt.materialize({value_of(n)}, DTYPE)" for k, n in outputs.items())
+    return f"{{{items}}}"
 
 
 def _dedupe(items):

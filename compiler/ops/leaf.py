@@ -12,5 +12,8 @@ register(OpDef("input", "leaf", shape=lambda i, a: as_shape(a["shape"]), dtype=_
                doc="a data input, fed by name at run time"))
 register(OpDef("param", "leaf", shape=lambda i, a: as_shape(a["shape"]),
                dtype=lambda i, a: "float", doc="a trainable parameter"))
+register(OpDef("tangent", "leaf", shape=lambda i, a: as_shape(a["shape"]),
+               dtype=lambda i, a: "float",
+               doc="a direction in parameter space, fed by parameter name (forward mode, hvp)"))
 register(OpDef("const", "leaf", shape=lambda i, a: (), dtype=lambda i, a: "float",
                doc="a scalar constant (a number or a formula in the shape symbols)"))

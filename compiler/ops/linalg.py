@@ -29,8 +29,14 @@ def _matmul_vjp(node, g):
     return [F.matmul(g, F.transpose(b)), F.matmul(F.transpose(a), g)]
 
 
+def _matmul_jvp(node, tangents):
+    (a, b), (ta, tb) = node.inputs, tangents
+    terms = [F.matmul(ta, b) if ta is not None else None, F.matmul(a, tb) if tb is not None else None]
+    return F.add(*terms) if None not in terms else next(t for t in terms if t is not None)
+
+
 register(OpDef("matmul", "matmul", shape=_matmul_shape, dtype=_float_only("matmul"),
-               vjp=_matmul_vjp, numpy=lambda args, attrs: f"{paren(args[0])} @ {paren(args[1])}",
+               vjp=_matmul_vjp, jvp=_matmul_jvp, numpy=lambda args, attrs: f"{paren(args[0])} @ {paren(args[1])}",
                doc="(M, K) @ (K, N) -> (M, N)"))
 
 
@@ -56,4 +62,5 @@ def _transpose_numpy(args, attrs):
 
 
 register(OpDef("transpose", "shape", shape=_transpose_shape, dtype=lambda i, a: i[0].dtype,
-               vjp=_transpose_vjp, numpy=_transpose_numpy, doc="permute axes (a view)"))
+               vjp=_transpose_vjp, jvp=lambda node, t: F.transpose(t[0], node.attr("perm")),
+               numpy=_transpose_numpy, doc="permute axes (a view)"))

@@ -20,5 +20,6 @@ register(OpDef(
     "dropout", "random", shape=lambda i, a: i[0].shape, dtype=_dtype,
     # linear in x with the same mask: the vjp is dropout of the gradient with the same salt
     vjp=lambda node, g: [F.dropout(g, node.attr("rate"), salt=node.attr("salt"))],
+    jvp=lambda node, t: F.dropout(t[0], node.attr("rate"), salt=node.attr("salt")),
     numpy=lambda args, attrs: f"_rt.dropout({args[0]}, {attrs['rate']!r}, {attrs['salt']}, rng)",
     doc="zero each element with probability rate while training, scale the rest by 1/(1-rate)"))

@@ -47,6 +47,23 @@ def _logsumexp_vjp(node, g):
     return [F.reshape(g, kept(node).shape) * F.exp(x - kept(node))]
 
 
+def _reduce_like(node, x):
+    return F.sum(x, node.attr("axes"), keepdims=node.attr("keepdims"))
+
+
+def _sum_jvp(node, t):
+    return _reduce_like(node, t[0])
+
+
+def _max_jvp(node, t):
+    hit = F.where(F.equal(node.inputs[0], kept(node)), 1.0, 0.0)
+    return _reduce_like(node, t[0] * hit) / _reduce_like(node, hit)
+
+
+def _logsumexp_jvp(node, t):
+    return _reduce_like(node, t[0] * F.exp(node.inputs[0] - kept(node)))
+
+
 def _numpy_reduce(fn):
     def emit(args, attrs):
         axes, keepdims = attrs["axes"], attrs["keepdims"]
@@ -55,9 +72,10 @@ def _numpy_reduce(fn):
     return emit
 
 
-register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp,
+register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
                numpy=_numpy_reduce("numpy.sum"), doc="sum over axes"))
-register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp,
+register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
                numpy=_numpy_reduce("numpy.max"), doc="max over axes; ties share the gradient"))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
+               jvp=_logsumexp_jvp,
                numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable"))

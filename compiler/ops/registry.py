@@ -7,7 +7,8 @@ checked for completeness (``missing_rules()``).  An op's fields:
 - ``shape(inputs, attrs) -> shape`` and ``dtype(inputs, attrs) -> dtype``;
 - ``scalar(*args, **attrs) -> sympy expression`` for elementwise ops: the op's
   meaning at the scalar level; its derivative is ``sympy.diff`` of it;
-- ``vjp(node, g) -> [input gradients]`` for structural ops (hand-written);
+- ``vjp(node, g) -> [input gradients]`` and ``jvp(node, tangents) -> output tangent``
+  for structural ops (hand-written, side by side; ``None`` stands for zero);
 - ``numpy(args, attrs) -> str``: how the numpy backend prints the op.
 """
 import re
@@ -25,6 +26,7 @@ class OpDef:
     dtype: Callable
     scalar: Optional[Callable] = None
     vjp: Optional[Callable] = None
+    jvp: Optional[Callable] = None
     numpy: Optional[Callable] = None
     differentiable: bool = True
     doc: str = ""
@@ -55,6 +57,8 @@ def missing_rules():
             missing.append(f"{op.name}: numpy")
         if op.differentiable and op.scalar is None and op.vjp is None:
             missing.append(f"{op.name}: vjp")
+        if op.differentiable and op.scalar is None and op.jvp is None:
+            missing.append(f"{op.name}: jvp")
     return missing
 
 

@@ -23,6 +23,7 @@ def _reshape_shape(inputs, attrs):
 
 register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.reshape(g, node.inputs[0].shape)],
+               jvp=lambda node, t: F.reshape(t[0], node.shape),
                numpy=lambda args, attrs: f"{paren(args[0])}.reshape({shape_code(attrs['shape'])})",
                doc="same elements, new shape"))
 
@@ -41,6 +42,7 @@ def _broadcast_to_shape(inputs, attrs):
 
 register(OpDef("broadcast_to", "shape", shape=_broadcast_to_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.unbroadcast(g, node.inputs[0].shape)],
+               jvp=lambda node, t: F.broadcast_to(t[0], node.shape),
                numpy=lambda args, attrs: f"numpy.broadcast_to({args[0]}, {shape_code(attrs['shape'])})",
                doc="repeat along new or unit axes (a view)"))
 
