@@ -36,6 +36,29 @@ def _parser():
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     c.add_argument("--out", metavar="DIR", help="also copy the module to DIR/<model>_<backend>.py")
 
+    f = sub.add_parser("flops", help="flops of a training step: naive vs CSE vs forward vs reverse",
+                       description="Flops to produce the loss and every parameter gradient, five "
+                       "ways, as formulas in the shape symbols; with --batch also as numbers.")
+    f.add_argument("model", metavar="MODEL.py")
+    f.add_argument("--batch", type=int, help="evaluate the formulas at this batch size")
+    f.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    i = sub.add_parser("inspect", help="list the generated kernels with flops and bytes",
+                       description="The kernels of MODEL.py's training step: fused nodes, flops "
+                       "and bytes moved (formulas, or numbers with --batch).")
+    i.add_argument("model", metavar="MODEL.py")
+    i.add_argument("--kernel", metavar="NAME", help="only this kernel")
+    i.add_argument("--source", action="store_true", help="print the kernels' source")
+    i.add_argument("--batch", type=int, help="evaluate the formulas at this batch size")
+    i.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    i.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    r = sub.add_parser("trace", help="forward primal and reverse adjoint trace of a scalar model",
+                       description="Print the forward primal trace and the reverse adjoint trace "
+                       "(as in seed 003) of a model of scalars at the given point.")
+    r.add_argument("model", metavar="MODEL.py")
+    r.add_argument("--at", required=True, metavar="X1=V,X2=V", help="values of the variables")
+
     k = sub.add_parser("check", help="compare gradients with finite differences (float64)",
                        description="Compare every parameter gradient of MODEL.py with central "
                        "finite differences in float64; exit 1 when the worst relative error "
@@ -192,7 +215,97 @@ def _save_npz(path, arrays):
             os.unlink(tmp)
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "train": cmd_train}
+def _at_batch(formula, batch):
+    import sympy
+
+    value = sympy.sympify(formula)
+    if batch is not None:
+        value = value.subs({s: batch for s in value.free_symbols})
+    return int(value) if value.is_Integer else (str(value) if not value.is_number else float(value))
+
+
+def cmd_flops(args):
+    from compiler.flops import LABELS, compare, evaluate
+
+    ns = modelfile.load(args.model)
+    model = ns["model"]
+    rows = compare(model)
+    numbers = evaluate(rows, args.batch) if args.batch is not None else None
+    if args.json:
+        out = {}
+        for key, row in rows.items():
+            entry = {"flops": None if row["flops"] is None else
+                     (_at_batch(row["flops"], args.batch) if args.batch is not None
+                      else str(row["flops"]))}
+            if args.batch is not None:
+                entry["formula"] = None if row["flops"] is None else str(row["flops"])
+            ratio = (numbers or evaluate(rows))[key]["ratio"]
+            entry["ratio"] = ratio if ratio is None or isinstance(ratio, float) else str(ratio)
+            if "reason" in row:
+                entry["reason"] = row["reason"]
+            out[key] = entry
+        print(json.dumps(out, indent=1))
+        return 0
+    ratios = evaluate(rows)
+    head = f"{'':<14} {'flops (formula)':<24}"
+    if args.batch is not None:
+        head += f" {f'flops (B={args.batch})':>16}"
+    print(f"{Path(args.model).stem}: flops for the loss and all parameter gradients")
+    print(head + f" {'ratio to forward':>18}")
+    for key, row in rows.items():
+        if row["flops"] is None:
+            print(f"{LABELS[key]:<14} {'-':<24} {row['reason']}")
+            continue
+        line = f"{LABELS[key]:<14} {str(row['flops']):<24}"
+        ratio = (numbers or ratios)[key]["ratio"]
+        if args.batch is not None:
+            line += f" {numbers[key]['flops']:>16,}"
+        line += f" {ratio:>18.2f}" if isinstance(ratio, float) else f" {str(ratio):>18}"
+        print(line)
+    return 0
+
+
+def cmd_inspect(args):
+    from compiler.pipeline import compile
+
+    ns = modelfile.load(args.model)
+    prog = compile(ns["model"], dtype=args.dtype)
+    kernels = [k for k in prog.kernels if args.kernel in (None, k.name)]
+    if args.kernel and not kernels:
+        raise GradcError(f"no kernel named {args.kernel!r}; see `gradc inspect {args.model}`")
+    if args.json:
+        print(json.dumps({"kernels": [{"name": k.name, "phase": k.phase, "nodes": k.nodes,
+                                       "flops": _at_batch(k.flops, args.batch),
+                                       "bytes": _at_batch(k.bytes, args.batch)}
+                                      for k in kernels]}, indent=1))
+        return 0
+    for k in kernels:
+        print(f"{k.name} ({k.phase}): flops {_at_batch(k.flops, args.batch)}, "
+              f"bytes {_at_batch(k.bytes, args.batch)}")
+        for node in k.nodes:
+            print(f"    {node}")
+        if args.source:
+            print(k.source)
+    return 0
+
+
+def cmd_trace(args):
+    from compiler.flops import reverse_mode_graph
+    from compiler.cost import graph_cost
+    from compiler.graph import toposort
+    from compiler.trace import format_trace, parse_at, trace
+
+    ns = modelfile.load(args.model)
+    model = ns["model"]
+    t = trace(model, parse_at(args.at))
+    forward = graph_cost(toposort([model.loss])).flops
+    reverse = graph_cost(reverse_mode_graph(model).nodes).flops
+    print(format_trace(t, forward, reverse))
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "check": cmd_check, "train": cmd_train, "flops": cmd_flops,
+            "inspect": cmd_inspect, "trace": cmd_trace}
 
 
 def main(argv=None):

@@ -20,11 +20,13 @@ from runtime.loader import load_module
 
 @dataclass(frozen=True)
 class KernelInfo:
-    """One generated kernel: its name, phase, the graph nodes it fuses and its source."""
+    """One generated kernel: name, phase, fused graph nodes, flops and bytes (formulas), source."""
 
     name: str
     phase: str
     nodes: list
+    flops: str
+    bytes: str
     source: str = field(repr=False)
 
 
@@ -57,7 +59,8 @@ class Program:
         out = []
         for k in self.module.KERNELS:
             fn = getattr(self.module, k["name"])
-            out.append(KernelInfo(k["name"], k["phase"], list(k["nodes"]), inspect.getsource(fn)))
+            out.append(KernelInfo(k["name"], k["phase"], list(k["nodes"]), k["flops"], k["bytes"],
+                                  inspect.getsource(fn)))
         return out
 
     def init_params(self, seed=0):

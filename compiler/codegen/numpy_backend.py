@@ -10,6 +10,7 @@ import re
 
 import sympy
 
+from compiler import cost
 from compiler.codegen.printer import print_numpy
 from compiler.codegen.templates import render
 from compiler.config import VERSION
@@ -75,6 +76,7 @@ class NumpyModule:
             for m in k.members:
                 self.owner[m] = k
         self.kernel_args = {}
+        self.costs = {k: cost.kernel_cost(k, dtype) for k in kernels}
         self.entry_inputs = {}
 
     # -- kernels -------------------------------------------------------------
@@ -138,9 +140,11 @@ class NumpyModule:
         self.kernel_args[k] = args
         provenance = [f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} {_location(m.where)}"
                       for m in k.members]
+        est = self.costs[k]
         return render("numpy/kernel.py.jinja", name=k.name, args=args, phase=k.phase,
                       summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
-                      provenance=provenance, statements=statements, result=result)
+                      provenance=provenance, statements=statements, result=result,
+                      flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
 
     # -- entry points --------------------------------------------------------
     def needed_kernels(self, outputs):
@@ -242,7 +246,8 @@ class NumpyModule:
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
         table = [repr({"name": k.name, "phase": k.phase,
-                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members]})
+                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
+                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)})
                  for k in self.kernels]
         return render("numpy/module.py.jinja", version=VERSION, source=self.source_name,
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),

@@ -1,0 +1,185 @@
+"""The naive baseline: whole-network symbolic differentiation with sympy.
+
+``scalarize`` turns a model into one sympy expression per scalar (every tensor
+element its own expression, the batch size fixed), so the loss becomes a single
+formula in the scalar parameters.  ``naive_counts`` differentiates it with
+``sympy.diff`` once per scalar parameter and counts
+
+- ``naive``: every derivative (and the loss) as a tree, with no sharing at all;
+- ``naive_cse``: the loss and all derivatives together after ``sympy.cse``.
+
+This is what "just differentiate the formula" costs; it exists only for the flop
+comparison and runs under a budget (scalar parameters, expression size, seconds).
+"""
+import functools
+import time
+
+import numpy as np
+import sympy
+
+from compiler.graph import toposort
+from compiler.ops import scalar as S
+from compiler.ops.registry import OPS
+from runtime.errors import GradcError
+
+FUNCTION_FLOPS = {sympy.exp: 1, sympy.log: 1, sympy.sin: 1, sympy.cos: 1, sympy.tanh: 1,
+                  S.Sigmoid: 4, S.Softplus: 3, S.Relu: 1, sympy.Abs: 1, sympy.sign: 1,
+                  sympy.Heaviside: 1, S.Maximum: 1, S.Minimum: 1, S.Where: 1, S.Greater: 1,
+                  S.GreaterEqual: 1, S.Less: 1, S.LessEqual: 1, S.Equal: 1, S.StopGradient: 0}
+
+
+class BudgetExceeded(Exception):
+    """The model is too large for the naive baseline (the message says which limit)."""
+
+
+def _elements(op, arrays, attrs):
+    fn = np.frompyfunc(lambda *a: OPS[op].scalar(*a, **attrs), len(arrays), 1)
+    return np.asarray(fn(*arrays), dtype=object)
+
+
+def _reduce(x, axes, keepdims, combine):
+    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+    lead = moved.shape[:x.ndim - len(axes)]
+    flat = moved.reshape(lead + (-1,))
+    out = np.empty(lead, dtype=object)
+    for idx in np.ndindex(*lead):
+        out[idx] = combine(list(flat[idx]))
+    if keepdims:
+        out = out.reshape(tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
+    return out
+
+
+def scalarize(model, sizes, labels_seed=0):
+    """``(loss expression, [scalar parameter symbols])`` with shape symbols set to ``sizes``."""
+    subs = {sympy.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
+    rng = np.random.default_rng(labels_seed)
+    values, symbols = {}, []
+
+    def concrete(shape):
+        return tuple(int(sympy.sympify(d).subs(subs)) for d in shape)
+
+    for n in toposort([model.loss]):
+        attrs = dict(n.attrs)
+        shape = concrete(n.shape)
+        if n.op in ("input", "param"):
+            if n.dtype == "int":
+                values[n] = rng.integers(0, 2, size=shape)
+                continue
+            grid = np.empty(shape, dtype=object)
+            for idx in np.ndindex(*shape):
+                sym = sympy.Symbol(n.name + "".join(f"_{i}" for i in idx), real=True)
+                grid[idx] = sym
+                if n.op == "param":
+                    symbols.append(sym)
+            values[n] = grid
+        elif n.op == "const":
+            values[n] = np.asarray(sympy.sympify(attrs["value"]).subs(subs), dtype=object)
+        elif OPS[n.op].kind == "elementwise":
+            values[n] = _elements(n.op, [values[i] for i in n.inputs], attrs)
+        elif n.op == "matmul":
+            values[n] = np.dot(values[n.inputs[0]], values[n.inputs[1]])
+        elif n.op == "transpose":
+            values[n] = np.transpose(values[n.inputs[0]], attrs["perm"])
+        elif n.op in ("reshape", "broadcast_to"):
+            fn = np.reshape if n.op == "reshape" else np.broadcast_to
+            values[n] = fn(values[n.inputs[0]], concrete(attrs["shape"]))
+        elif n.op == "sum":
+            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
+                                lambda xs: sympy.Add(*xs))
+        elif n.op == "max":
+            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
+                                lambda xs: functools.reduce(S.Maximum, xs))
+        elif n.op == "logsumexp":
+            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
+                                lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs])))
+        elif n.op == "one_hot":
+            labels = values[n.inputs[0]]
+            values[n] = (labels[..., None] == np.arange(attrs["n"])).astype(int).astype(object)
+        elif n.op == "dropout":
+            values[n] = values[n.inputs[0]]  # evaluation mode
+        else:
+            raise GradcError(f"the naive baseline cannot scalarize op {n.op!r}")
+    return sympy.sympify(values[model.loss].item()), symbols
+
+
+def _split_mul(e):
+    coeff, factors = e.as_coeff_mul()
+    num, den = [], []
+    for f in factors:
+        if f.is_Pow and f.exp.is_number and f.exp.is_negative:
+            den.append(f.base if f.exp == -1 else f.base ** (-f.exp))
+        else:
+            num.append(f)
+    return coeff, num, den
+
+
+def _own_flops(e):
+    """Flops of the top operation of ``e`` and the subexpressions it applies to."""
+    if e.is_Atom:
+        return 0, []
+    if e.is_Add:
+        return len(e.args) - 1, list(e.args)
+    if e.is_Mul:
+        coeff, num, den = _split_mul(e)
+        # a*b/c: one multiply per extra factor, one divide per denominator; a sign is free
+        count = max(len(num) - 1, 0) + len(den) + (1 if abs(coeff) != 1 else 0)
+        return count, num + den
+    if e.is_Pow:
+        base, ex = e.args
+        if ex.is_Integer:
+            n = abs(int(ex))
+            return max(n - 1, 0) + (1 if ex < 0 else 0), [base]
+        return 1, [base] + ([] if ex.is_number else [ex])
+    fn = e.func
+    if isinstance(e, sympy.Heaviside):
+        return 1, [e.args[0]]
+    if fn in FUNCTION_FLOPS:
+        return FUNCTION_FLOPS[fn], list(e.args)
+    raise GradcError(f"no flop count for sympy {fn}")
+
+
+def tree_flops(exprs, memo=None):
+    """Flops of ``exprs`` read as trees: a subexpression used twice is computed twice.
+
+    ``memo`` (a dict) is filled with every distinct subexpression seen.
+    """
+    memo = {} if memo is None else memo
+    total = 0
+    for expr in exprs:
+        stack = [(expr, False)]
+        while stack:
+            e, ready = stack.pop()
+            if e in memo:
+                continue
+            own, children = _own_flops(e)
+            if not ready:
+                stack.append((e, True))
+                stack.extend((c, False) for c in children if c not in memo)
+            else:
+                memo[e] = own + sum(memo[c] for c in children)
+        total += memo[expr]
+    return total
+
+
+def naive_counts(model, sizes, max_params=400, max_seconds=20.0, max_terms=200_000):
+    """``{"naive": flops, "naive_cse": flops}`` at ``sizes``; ``BudgetExceeded`` when too big."""
+    start = time.perf_counter()
+    n_params = sum(int(np.prod(p.shape)) for p in model.params)
+    if n_params > max_params:
+        raise BudgetExceeded(f"{n_params} scalar parameters (the naive baseline stops at "
+                             f"{max_params})")
+    loss, symbols = scalarize(model, sizes)
+    derivatives = []
+    for sym in symbols:
+        derivatives.append(S.drop_dirac(sympy.diff(loss, sym)))
+        if time.perf_counter() - start > max_seconds:
+            raise BudgetExceeded(f"differentiating took over {max_seconds:g} s")
+    exprs = [loss] + derivatives
+    distinct = {}
+    naive = tree_flops(exprs, distinct)
+    if len(distinct) > max_terms:
+        raise BudgetExceeded(f"{len(distinct)} distinct subexpressions are too many for sympy.cse "
+                             f"(limit {max_terms})")
+    replacements, reduced = sympy.cse(exprs)
+    cse = tree_flops([e for _, e in replacements] + list(reduced))
+    return {"naive": naive, "naive_cse": cse}

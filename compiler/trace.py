@@ -1,0 +1,127 @@
+"""Forward primal and reverse adjoint traces of a scalar model, as in seed 003.
+
+For ``y = ln(x1) + x1*x2 - sin(x2)`` at ``x1 = 2, x2 = 5``::
+
+    v_-1 = x1                         = 2.000
+    v_0  = x2                         = 5.000
+    v_1  = log(v_-1)                  = 0.693
+    ...
+    bar v_-1 = bar v_-1 + bar v_1 * (1/v_-1) = 5.500
+
+Every partial derivative is the one autodiff uses (``compiler.symbolic.partials``).
+"""
+from dataclasses import dataclass
+
+import sympy
+
+from compiler.graph import toposort
+from compiler.ops.registry import OPS
+from compiler.symbolic import partials
+from runtime.errors import GradcError
+
+
+@dataclass
+class Trace:
+    primal: list      # (name, formula, value)
+    adjoint: list     # (target, formula, value)
+    outputs: dict     # leaf name -> adjoint value
+    value: float
+
+
+def _formula(node, names):
+    args = [names.get(i, str(i.attr("value"))) for i in node.inputs]
+    expr = OPS[node.op].scalar(*[sympy.Symbol(a) for a in args], **dict(node.attrs))
+    return str(expr).replace("**", "^")
+
+
+def trace(model, at):
+    """The primal and adjoint traces of ``model.loss`` at ``at`` (leaf name -> number)."""
+    nodes = toposort([model.loss])
+    leaves = [n for n in nodes if n.op in ("input", "param")]
+    missing = [n.name for n in leaves if n.name not in at]
+    if missing:
+        raise GradcError(f"--at gives no value for {', '.join(missing)}")
+    unknown = sorted(set(at) - {n.name for n in leaves})
+    if unknown:
+        raise GradcError(f"the loss does not use {', '.join(unknown)}")
+    for n in nodes:
+        if n.shape != ():
+            raise GradcError(f"trace needs a model of scalars; {n.op} has shape {n.shape}",
+                             where=n.where)
+        if n.op not in ("input", "param", "const") and OPS[n.op].kind != "elementwise":
+            raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.where)
+    order = sorted(leaves, key=lambda n: list(at).index(n.name))
+    names, values, primal = {}, {}, []
+    for i, leaf in enumerate(order):
+        names[leaf] = f"v_{i + 1 - len(order)}"
+        values[leaf] = sympy.Float(at[leaf.name], 30)
+        primal.append((names[leaf], leaf.name, float(values[leaf])))
+    consts = {n: n.attr("value") for n in nodes if n.op == "const"}
+    count = 0
+    for n in nodes:
+        if n in names or n in consts:
+            continue
+        count += 1
+        names[n] = f"v_{count}"
+        args = [values.get(i, consts.get(i)) for i in n.inputs]
+        values[n] = sympy.N(OPS[n.op].scalar(*args, **dict(n.attrs)), 30)
+        primal.append((names[n], _formula(n, names), float(values[n])))
+
+    adjoint_values = {model.loss: sympy.Integer(1)}
+    adjoint = [(f"bar {names[model.loss]}", "bar y", 1.0)]
+    for n in reversed(nodes):
+        if n not in adjoint_values or n.op in ("input", "param", "const"):
+            continue
+        const_inputs = tuple((i, x.attr("value")) for i, x in enumerate(n.inputs) if x.op == "const")
+        syms, y, ds = partials(n.op, len(n.inputs), n.attrs, const_inputs)
+        env = {s: sympy.Symbol(names[x]) for s, x in zip(syms, n.inputs) if x in names}
+        env[y] = sympy.Symbol(names[n])
+        numeric = {s: values[x] for s, x in zip(syms, n.inputs) if x in values}
+        numeric[y] = values[n]
+        for x, d in zip(n.inputs, ds):
+            if d is None or x.op == "const":
+                continue
+            contribution = adjoint_values[n] * sympy.N(d.subs(numeric), 30)
+            target = f"bar {names[x]}"
+            partial = str(d.subs(env)).replace("**", "^")
+            if x in adjoint_values:
+                adjoint_values[x] = adjoint_values[x] + contribution
+                formula = f"{target} + bar {names[n]} * ({partial})"
+            else:
+                adjoint_values[x] = contribution
+                formula = f"bar {names[n]} * ({partial})"
+            adjoint.append((target, formula, float(adjoint_values[x])))
+    outputs = {leaf.name: float(adjoint_values.get(leaf, 0)) for leaf in order}
+    return Trace(primal, adjoint, outputs, float(values[model.loss]))
+
+
+def format_trace(t, forward_flops=None, reverse_flops=None):
+    """The two tables as text."""
+    width = max(len(f"{a} = {b}") for a, b, _ in t.primal + t.adjoint) + 2
+    lines = ["Forward primal trace"]
+    lines += [f"  {f'{a} = {b}':<{width}} = {v:.3f}" for a, b, v in t.primal]
+    lines.append(f"  {'y = ' + t.primal[-1][0]:<{width}} = {t.value:.3f}")
+    lines.append("")
+    lines.append("Reverse adjoint (derivative) trace")
+    lines += [f"  {f'{a} = {b}':<{width}} = {v:.3f}" for a, b, v in t.adjoint]
+    for name, value in t.outputs.items():
+        lines.append(f"  {'bar ' + name:<{width}} = {value:.3f}")
+    if forward_flops is not None:
+        lines.append("")
+        lines.append(f"flops: forward {forward_flops}, forward + reverse {reverse_flops} "
+                     "(reverse mode as generated)")
+    return "\n".join(lines)
+
+
+def parse_at(text):
+    """``"x1=2,x2=5"`` -> ``{"x1": 2.0, "x2": 5.0}`` (insertion order kept)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise GradcError(f"--at expects NAME=NUMBER pairs, got {part!r}") from None
+        if not eq:
+            raise GradcError(f"--at expects NAME=NUMBER pairs, got {part!r}")
+    return out
