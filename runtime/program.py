@@ -151,6 +151,15 @@ class Program:
                 totals[k] = totals.get(k, 0.0) + v * size
         return {k: v / n for k, v in totals.items()}
 
+    def update(self, params, grads, state, optimizer, step, lr=None):
+        """One compiled optimizer step on ``params`` in place (``step`` counts from 1).
+
+        ``state`` comes from ``optimizer.init_state(params)``; ``lr`` defaults to the
+        optimizer's own.
+        """
+        kernel = getattr(self.module, f"update_{optimizer.rule}")
+        kernel(params, grads, state, **optimizer.hyper(step, optimizer.lr if lr is None else lr))
+
     def derivatives(self):
         """The module with ``jvp`` and ``hvp`` (generated on first use)."""
         if self._derivatives is None:

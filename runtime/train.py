@@ -59,6 +59,8 @@ def check_data(prog, data, what="data"):
         desc = ", ".join(f"{k}: {n}" for k, n in lengths.items())
         raise DataError(f"inputs have different numbers of examples ({desc})")
     n = next(iter(lengths.values()), 0)
+    if not arrays:  # a model without inputs (a function of its parameters alone)
+        return arrays, 1
     if n == 0:
         raise DataError(f"{what} is empty (0 examples)")
     for name, a in arrays.items():

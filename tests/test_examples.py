@@ -1,0 +1,131 @@
+"""Every example runs in its fast mode and does what it claims."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+
+def run(name, tmp_path):
+    module = __import__(name)
+    result = module.main(["--fast", "--plots", str(tmp_path)])
+    return result, sorted(p.name for p in tmp_path.glob("*.png"))
+
+
+def test_seed_regression(tmp_path):
+    result, pngs = run("seed_regression", tmp_path)
+    assert pngs == ["seed_regression.png"]
+    for first, last in result.values():
+        assert last < first / 10
+    sgd, adam = result.values()
+    assert adam[1] < sgd[1]  # Adam ahead of plain SGD at the same learning rate
+
+
+def test_linear_features_reaches_least_squares(tmp_path):
+    result, pngs = run("linear_features", tmp_path)
+    assert pngs == ["linear_features.png"] and result["gap"] < 1e-6
+
+
+def test_universal_approximation_improves_with_units(tmp_path):
+    result, pngs = run("universal_approximation", tmp_path)
+    assert pngs == ["universal_approximation.png"]
+    assert result[3] > result[10] > result[100] and result[100] < 0.01
+
+
+def test_toy_composite_matches_the_hand_derived_gradient(tmp_path):
+    result, _ = run("toy_composite", tmp_path)
+    assert result["relative"] < 1e-12
+
+
+def test_gabor_gradient_descent_finds_the_global_and_a_local_minimum(tmp_path):
+    result, pngs = run("gabor", tmp_path)
+    assert pngs == ["gabor.png"]
+    finals, true_loss = result["finals"], result["true_loss"]
+    assert finals["GD from (-2.0, 19.0)"] < 1.5 * true_loss           # the global minimum
+    assert finals["GD from (1.5, 8.0)"] > 5 * true_loss               # a local one
+    for name, loss in finals.items():
+        start = tuple(float(v) for v in name.split("from ")[1].strip("()").split(", "))
+        assert loss <= result["initial"][start]
+
+
+def test_logistic_binary(tmp_path):
+    result, pngs = run("logistic_binary", tmp_path)
+    assert pngs == ["logistic_binary.png"] and result["test_accuracy"] > 0.95
+
+
+def test_digits_reaches_95_percent(tmp_path):
+    pytest.importorskip("sklearn")
+    result, pngs = run("digits", tmp_path)
+    assert pngs == ["digits.png"]
+    assert result["accuracy"] >= 0.95 and len(result["per_class"]) == 10
+
+
+def test_flops_sqrt_exp(tmp_path):
+    result, pngs = run("flops_sqrt_exp", tmp_path)
+    assert pngs == ["flops_sqrt_exp.png"]
+    assert list(result["seed"].values()) == [5, 10, 10]
+    assert result["gradc"]["forward"] == 4 and result["gradc"]["naive + CSE"] == 7
+
+
+def test_td_learning_value_error_falls(tmp_path):
+    result, pngs = run("td_learning", tmp_path)
+    errors = result["errors"]
+    assert pngs == ["td_learning.png"] and errors[-1] < errors[0] / 5
+
+
+def test_shallow_vs_deep_equal_budgets(tmp_path):
+    result, pngs = run("shallow_vs_deep", tmp_path)
+    assert pngs == ["shallow_vs_deep.png"]
+    counts = [r["params"] for r in result.values()]
+    assert max(counts) / min(counts) < 1.05
+    assert all(r["final"] < r["initial"] for r in result.values())
+    assert min(result[2]["final"], result[3]["final"], result[4]["final"]) < result[1]["final"]
+
+
+def test_regularization_lowers_the_test_loss(tmp_path):
+    result, pngs = run("regularization", tmp_path)
+    assert pngs == ["regularization.png"]
+    plain = result["no regularization"]
+    assert plain["train"] < plain["test"] / 3  # it memorises
+    for name, r in result.items():
+        if name != "no regularization":
+            assert r["test"] < plain["test"], name
+
+
+def test_optimizers_on_rosenbrock(tmp_path):
+    result, pngs = run("optimizers", tmp_path)
+    assert pngs == ["optimizers.png"]
+    adam = next(v for k, v in result.items() if k.startswith("Adam"))
+    gd = next(v for k, v in result.items() if k.startswith("gradient descent"))
+    assert adam < 0.05 < gd
+
+
+def test_walkthrough(tmp_path):
+    result, _ = run("walkthrough", tmp_path)
+    assert abs(result["reverse"] - result["fd"]) < 1e-7 and result["final"] < result["initial"] / 5
+
+
+def test_expression_swell_script_writes_its_chart(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(EXAMPLES / "expression_swell.py"), "--plots",
+                          str(tmp_path), "--max-depth", "3"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "expression_swell.png").is_file() and "12,623" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["seed_regression", "linear_features", "logistic_binary",
+                                  "toy_composite"])
+def test_model_files_train_from_the_command_line(name, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "compiler", "train", str(EXAMPLES / f"{name}.py"),
+                          "--epochs", "5", "--quiet"], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "loss" in out.stdout
