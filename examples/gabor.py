@@ -37,11 +37,12 @@ def descend(prog, start, d, steps, batch=None, lr=0.01, seed=0):
     rng = np.random.default_rng(seed)
     params = {"phi0": np.array(start[0]), "phi1": np.array(start[1])}
     opt = optim.SGD(lr=lr)
+    state = opt.init_state(params)
     path = [start]
     for step in range(1, steps + 1):
         pick = rng.choice(len(d["x"]), batch, replace=False) if batch else slice(None)
         _, grads = prog.loss_and_grad(params, {k: v[pick] for k, v in d.items()})
-        prog.update(params, grads, {}, opt, step)
+        prog.update(params, grads, state, opt, step)
         path.append((float(params["phi0"]), float(params["phi1"])))
     return np.array(path), prog.loss(params, d)
 

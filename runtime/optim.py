@@ -26,7 +26,14 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
 
     def init_state(self, params):
-        return {name: {s: np.zeros_like(p) for s in self.state} for name, p in params.items()}
+        """Zeroed state buffers: a dict per parameter for a dict of parameters, or one
+        dict of buffers shaped like ``params`` for a single (e.g. flat) array."""
+        if isinstance(params, dict):
+            return {name: self.init_state(p) for name, p in params.items()}
+        return {s: self._initial(s, params) for s in self.state}
+
+    def _initial(self, name, like):
+        return np.zeros_like(like)
 
     def hyper(self, step, lr):
         """Arguments of the update kernel for step ``step`` (1-based) at learning rate ``lr``."""
@@ -84,9 +91,8 @@ class Adagrad(Optimizer):
         self.lr_decay, self.eps = float(lr_decay), float(eps)
         self.initial_accumulator_value = float(initial_accumulator_value)
 
-    def init_state(self, params):
-        return {name: {"s": np.full_like(p, self.initial_accumulator_value)}
-                for name, p in params.items()}
+    def _initial(self, name, like):
+        return np.full_like(like, self.initial_accumulator_value)
 
     def hyper(self, step, lr):
         return {"lr": lr / (1 + (step - 1) * self.lr_decay), "wd": self.weight_decay, "eps": self.eps}

@@ -158,7 +158,9 @@ class Program:
         optimizer's own.
         """
         kernel = getattr(self.module, f"update_{optimizer.rule}")
-        kernel(params, grads, state, **optimizer.hyper(step, optimizer.lr if lr is None else lr))
+        hyper = optimizer.hyper(step, optimizer.lr if lr is None else lr)
+        for name in self.param_specs:
+            kernel(params[name], grads[name], state[name], **hyper)
 
     def derivatives(self):
         """The module with ``jvp`` and ``hvp`` (generated on first use)."""

@@ -25,8 +25,10 @@ class History:
     ``initial_loss`` is the loss over all training data before the first step;
     ``epoch_losses[i]`` the mean minibatch loss of epoch ``i`` (the seed's Flux
     loop); ``step_losses`` every minibatch loss; ``metrics`` per-epoch values of
-    the model's metrics on the training data (and ``val_<name>`` on the
-    validation data); ``lrs`` the learning rate of each epoch.
+    the model's metrics: on the training data the mean over the epoch's
+    minibatches (as for the loss, and as Keras reports them), ``val_<name>`` on the
+    validation data after the epoch; ``lrs`` the learning rate of each epoch.
+    ``params`` are views into one flat buffer.
     """
 
     params: dict
@@ -128,43 +130,46 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
         raise GradcError("resume needs a checkpoint path")
 
     params = prog.check_params(prog.init_params(seed) if params is None else params)
-    params = {k: np.array(v, dtype=prog.dtype, copy=True) for k, v in params.items()}
-    state = opt.init_state(params)
+    flat, params = flat_parameters(prog, params)
+    grads = np.empty_like(flat)
+    state = opt.init_state(flat)
     rng = np.random.default_rng(seed)
     hist = History(params=params, initial_loss=prog.evaluate(params, arrays)["loss"])
     run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0)
     if resume:
         _restore(checkpoint, prog, opt, params, state, rng, hist, run)
 
-    module = prog.module
-    update = getattr(module, f"update_{opt.rule}")
-    starts = range(0, n, batch_size)
+    update = getattr(prog.module, f"update_{opt.rule}")
     with _progress(epochs, run.epoch, quiet) as bar, np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(run.epoch, epochs):  # overflow is no error: a non-finite loss is
             lr_now = sched(epoch, opt.lr)
-            order = rng.permutation(n) if shuffle else slice(None)
-            epoch_data = {k: v[order] for k, v in arrays.items()}
-            total = 0.0
-            for start in starts:
-                batch = {k: v[start:start + batch_size] for k, v in epoch_data.items()}
-                loss, grads = module.loss_and_grad(params, batch, (seed, run.step))
-                if not math.isfinite(loss):
-                    raise TrainingError(f"loss became {loss} at step {run.step} "
-                                        f"(epoch {epoch + 1}); try a smaller learning rate")
-                run.step += 1
-                update(params, grads, state, **opt.hyper(run.step, lr_now))
-                hist.step_losses.append(loss)
-                total += loss
-            hist.epoch_losses.append(total / len(starts))
+
+            def step_update(step, lr_now=lr_now):
+                update(flat, grads, state, **opt.hyper(step, lr_now))
+
+            if shuffle:
+                order = rng.permutation(n)
+                data_now = {k: v[order] for k, v in arrays.items()}
+            else:
+                data_now = arrays
+            losses, sums = prog.module.train_epoch(params, data_now, batch_size, grads,
+                                                   step_update, seed, run.step)
+            hist.step_losses.extend(losses)
+            if not math.isfinite(losses[-1]):
+                raise TrainingError(f"loss became {losses[-1]} at step {run.step + len(losses) - 1} "
+                                    f"(epoch {epoch + 1}); try a smaller learning rate")
+            run.step += len(losses)
+            hist.epoch_losses.append(sum(losses) / len(losses))
             hist.lrs.append(lr_now)
+            for name, total in sums.items():
+                hist.metrics.setdefault(name, []).append(total / len(losses))
             run.epoch = epoch + 1
-            _record_metrics(prog, params, arrays, val, hist)
             postfix = {"loss": f"{hist.epoch_losses[-1]:.4g}"}
+            stop = False
             if val is not None:
+                _record_validation(prog, params, val, hist)
                 postfix["val"] = f"{hist.val_losses[-1]:.4g}"
                 stop = _early_stopping(hist, params, run, early_stopping)
-            else:
-                stop = False
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             if checkpoint is not None and (run.epoch % checkpoint_every == 0 or run.epoch == epochs
@@ -174,8 +179,21 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                 hist.stopped_epoch = run.epoch
                 break
     if early_stopping is not None and run.best is not None:
-        params.update({k: v.copy() for k, v in run.best.items()})
+        for k, v in run.best.items():
+            params[k][...] = v
     return hist
+
+
+def flat_parameters(prog, params):
+    """One flat buffer holding every parameter, and a dict of views into it (PARAM_NAMES order)."""
+    sizes = [int(np.prod(shape)) for shape, _ in prog.param_specs.values()]
+    flat = np.empty(sum(sizes), dtype=prog.dtype)
+    views, offset = {}, 0
+    for (name, (shape, _)), size in zip(prog.param_specs.items(), sizes):
+        views[name] = flat[offset:offset + size].reshape(shape)
+        views[name][...] = params[name]
+        offset += size
+    return flat, views
 
 
 @dataclass
@@ -187,16 +205,11 @@ class _Run:
     since_best: int
 
 
-def _record_metrics(prog, params, arrays, val, hist):
-    if prog.metrics:
-        for k, v in prog.evaluate(params, arrays).items():
-            if k != "loss":
-                hist.metrics.setdefault(k, []).append(v)
-    if val is not None:
-        result = prog.evaluate(params, val)
-        hist.val_losses.append(result.pop("loss"))
-        for k, v in result.items():
-            hist.metrics.setdefault(f"val_{k}", []).append(v)
+def _record_validation(prog, params, val, hist):
+    result = prog.evaluate(params, val)
+    hist.val_losses.append(result.pop("loss"))
+    for k, v in result.items():
+        hist.metrics.setdefault(f"val_{k}", []).append(v)
 
 
 def _early_stopping(hist, params, run, patience):
@@ -215,17 +228,18 @@ def _save(path, prog, opt, params, state, rng, hist, run, seed):
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
               "since_best": run.since_best, "optimizer": repr(opt)}
     extra = {"__best__": run.best} if run.best is not None else {}
-    ckpt.save(path, params, {**state, **extra}, record)
+    ckpt.save(path, params, {"__optimizer__": state, **extra}, record)
 
 
 def _restore(path, prog, opt, params, state, rng, hist, run):
     saved_params, saved_state, record = ckpt.load(path)
     if record.get("signature") != signature(prog, opt):
         raise CheckpointError(f"checkpoint {path} belongs to a different model or optimizer")
-    params.update(saved_params)
+    for k, v in saved_params.items():
+        params[k][...] = v
     run.best = saved_state.pop("__best__", None)
-    for name, buffers in saved_state.items():
-        state[name].update(buffers)
+    for name, buffer in saved_state.get("__optimizer__", {}).items():
+        state[name][...] = buffer
     rng.bit_generator.state = record["rng"]
     run.step, run.epoch = record["step"], record["epoch"]
     run.best_loss = record["best_loss"] if record["best_loss"] is not None else math.inf

@@ -192,12 +192,15 @@ class NumpyModule:
 
     @staticmethod
     def update_source(rule):
-        assignments = [(target, print_numpy(expr)) for target, expr in rule.assignments]
+        zero_names = [h for h in rule.hyper if h in ZERO_BY_DEFAULT]
+        zeros = {sympy.Symbol(h, real=True): 0 for h in zero_names}
+        fast = [_in_place(t, e.subs(zeros)) for t, e in rule.assignments]
+        general = [_in_place(t, e) for t, e in rule.assignments]
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("numpy/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name,
                                  rule=list(rule.doc), state_names=list(rule.state),
-                                 assignments=assignments)}
+                                 zero_names=zero_names, fast=fast, general=general)}
 
     def training_entries(self):
         """loss, loss_and_grad, predict and evaluate, and one update kernel per optimizer rule."""
@@ -217,7 +220,7 @@ class NumpyModule:
             items = "".join(f", {k[7:]!r}: float({v(n)})" for k, n in metrics.items())
             return f"{{'loss': {scalar(v)}{items}}}"
 
-        return [
+        entries = [
             self.entry_source("loss", "The loss (a float) for one batch.", loss, scalar),
             self.entry_source("loss_and_grad", "The loss and the gradient of every parameter.",
                               {**loss, **grads}, grad_dict),
@@ -225,7 +228,39 @@ class NumpyModule:
                               predicted, lambda v: _array_dict(predicted, v, 0)),
             self.entry_source("evaluate", "The loss and every metric (floats) for one batch.",
                               {**loss, **metrics}, metric_dict),
-        ], [self.update_source(rule) for rule in RULES.values()]
+        ]
+        entries.append(self.train_epoch_source())
+        return entries, [self.update_source(rule) for rule in RULES.values()]
+
+    def train_epoch_source(self):
+        """The minibatch loop: forward, backward and update without leaving the module."""
+        outs = self.graph.outputs
+        grads = [outs[f"grad:{p.name}"] for p in self.model.params]
+        metrics = {k[7:]: v for k, v in outs.items() if k.startswith("metric:")}
+        wanted = [outs["loss"], *grads, *metrics.values()]
+        kernels = self.needed_kernels(wanted)
+        used = [x for x in self.model.inputs
+                if any(x in k.inputs for k in kernels) or x in wanted]
+        used_params = [p for p in self.model.params
+                       if any(p in k.inputs for k in kernels) or p in wanted]
+        symbols = sorted({a for k in kernels for a in self.kernel_args[k] if ("sym", a) in self.names.of})
+        prologue = [f"{self.names.of[x]}_all = data[{x.name!r}]" for x in used]
+        prologue += [f"{self.names.of[p]} = params[{p.name!r}]" for p in used_params]
+        slices = [f"{self.names.of[x]} = {self.names.of[x]}_all[start:start + batch_size]" for x in used]
+        for s in symbols:
+            holder = next(x for x in self.model.inputs if x.name == self.symbols[s][0])
+            slices.append(f"{s} = {self.names.of[holder]}.shape[{self.symbols[s][1]}]")
+        if any(a == "rng" for k in kernels for a in self.kernel_args[k]):
+            slices.append("rng = None if seed is None else (seed, step)")
+        calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
+                 for k in kernels]
+        flat = [f"{self.value_of(g)}.ravel()" if len(g.shape) != 1 else self.value_of(g)
+                for g in grads]
+        length = f"{self.names.of[used[0]]}_all.shape[0]" if used else "1"
+        return render("numpy/train_epoch.py.jinja", prologue=prologue, slices=slices, calls=calls,
+                      loss=self.value_of(outs["loss"]), grads=flat, length=length,
+                      metrics=[{"name": k, "var": f"sum_{k}", "value": self.value_of(v)}
+                               for k, v in metrics.items()])
 
     def derivative_entries(self):
         """jvp (forward mode) and hvp (forward over reverse), both fed ``tangents``."""
@@ -258,6 +293,21 @@ class NumpyModule:
                       entry_inputs=repr(self.entry_inputs),
                       symbols=repr(self.symbols), optimizers=repr(tuple(u["function"][7:] for u in updates)),
                       kernel_table=table, entries=entries, updates=updates)
+
+
+ZERO_BY_DEFAULT = ("wd", "dwd")  # weight decays: usually 0, so the update skips them then
+
+
+def _in_place(target, expr):
+    """``target -= ...`` / ``target += ...`` when ``expr`` is target plus something, else
+    ``target[...] = expr``: an update that writes into the array it changes."""
+    t = sympy.Symbol(target, real=True)
+    if expr.is_Add and t in expr.args:
+        rest = sympy.Add(*[a for a in expr.args if a != t])
+        if rest.could_extract_minus_sign():
+            return f"{target} -= {print_numpy(-rest)}"
+        return f"{target} += {print_numpy(rest)}"
+    return f"{target}[...] = {print_numpy(expr)}"
 
 
 def _array_dict(outputs, value_of, strip):

@@ -51,7 +51,12 @@ class NumpyPrinter(NumPyPrinter):
         return f"numpy.minimum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
 
     def _print_Heaviside(self, expr):
-        return f"numpy.heaviside({self._print(expr.args[0])}, {self._print(expr.args[1])})"
+        x, at0 = expr.args
+        if at0 == 0:  # a comparison is ~50x faster than numpy.heaviside
+            return f"({self.parenthesize(x, PRECEDENCE['Relational'])} > 0)"
+        if at0 == 1:
+            return f"({self.parenthesize(x, PRECEDENCE['Relational'])} >= 0)"
+        return f"numpy.heaviside({self._print(x)}, {self._print(at0)})"
 
     def _print_sign(self, expr):
         return f"numpy.sign({self._print(expr.args[0])})"

@@ -29,10 +29,14 @@ class Softplus(sympy.Function):
 
 
 class Relu(sympy.Function):
-    """``max(x, 0)``; its derivative at 0 is 0 (as in PyTorch)."""
+    """``max(x, 0)``; its derivative at 0 is 0 (as in PyTorch).
+
+    The derivative is written as ``step(relu(x))`` (equal to ``step(x)`` with step(0) = 0)
+    so that the backward pass reads the output and the pre-activation need not be kept.
+    """
 
     def fdiff(self, argindex=1):
-        return sympy.Heaviside(self.args[0], 0)
+        return sympy.Heaviside(Relu(self.args[0]), 0)
 
 
 class Maximum(sympy.Function):
