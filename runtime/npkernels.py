@@ -23,6 +23,14 @@ def materialize(x, dtype):
     return np.array(x, dtype=dtype)
 
 
+def into(out, value):
+    """``value`` written into ``out`` (or ``value`` itself when ``out`` is None)."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
 def self_check(namespace, batch_size=3, seed=0, h=1e-6):
     """Compare a directional derivative from ``loss_and_grad`` with central differences.
 

@@ -131,7 +131,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
 
     params = prog.check_params(prog.init_params(seed) if params is None else params)
     flat, params = flat_parameters(prog, params)
-    grads = np.empty_like(flat)
+    flat_grads, grads = flat_parameters(prog, None)
     state = opt.init_state(flat)
     rng = np.random.default_rng(seed)
     hist = History(params=params, initial_loss=prog.evaluate(params, arrays)["loss"])
@@ -145,7 +145,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
             lr_now = sched(epoch, opt.lr)
 
             def step_update(step, lr_now=lr_now):
-                update(flat, grads, state, **opt.hyper(step, lr_now))
+                update(flat, flat_grads, state, **opt.hyper(step, lr_now))
 
             if shuffle:
                 order = rng.permutation(n)
@@ -185,13 +185,16 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
 
 
 def flat_parameters(prog, params):
-    """One flat buffer holding every parameter, and a dict of views into it (PARAM_NAMES order)."""
+    """One flat buffer holding every parameter, and a dict of views into it (PARAM_NAMES order).
+
+    With ``params`` None the buffer is left uninitialised (for gradients)."""
     sizes = [int(np.prod(shape)) for shape, _ in prog.param_specs.values()]
     flat = np.empty(sum(sizes), dtype=prog.dtype)
     views, offset = {}, 0
     for (name, (shape, _)), size in zip(prog.param_specs.items(), sizes):
         views[name] = flat[offset:offset + size].reshape(shape)
-        views[name][...] = params[name]
+        if params is not None:
+            views[name][...] = params[name]
         offset += size
     return flat, views
 

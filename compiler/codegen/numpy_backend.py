@@ -78,6 +78,13 @@ class NumpyModule:
         self.kernel_args = {}
         self.costs = {k: cost.kernel_cost(k, dtype) for k in kernels}
         self.entry_inputs = {}
+        # kernels whose result is a parameter gradient can write it into a caller's buffer
+        self.grad_of = {}
+        if kind == "training":
+            for p in model.params:
+                node = graph.outputs[f"grad:{p.name}"]
+                if node in self.owner and self.owner[node].root is node and node not in self.grad_of:
+                    self.grad_of[node] = p
 
     # -- kernels -------------------------------------------------------------
     def ref(self, node, exprs):
@@ -91,7 +98,7 @@ class NumpyModule:
     @staticmethod
     def array_code(expr, shapes):
         """Source for ``expr`` as an array argument (a bare constant becomes a 0-d array)."""
-        code = print_numpy(expr)
+        code = print_numpy(expr, shapes)
         if not any(s.name in shapes for s in sympy.sympify(expr).free_symbols):
             return f"numpy.asarray({code}, dtype=DTYPE)"
         return code
@@ -114,9 +121,12 @@ class NumpyModule:
             if opdef.kind == "elementwise":
                 exprs[m] = opdef.scalar(*args, **dict(m.attrs))
                 continue
-            code = opdef.numpy([self.array_code(a, shapes) for a in args], dict(m.attrs))
+            arg_code = [self.array_code(a, shapes) for a in args]
+            code = opdef.numpy(arg_code, dict(m.attrs))
             if m is k.root:
                 result = code
+                if k.root in self.grad_of:
+                    result = self.into_out(k, m, arg_code, statements, result)
                 break
             tname = f"u{temp}"
             temp += 1
@@ -125,7 +135,7 @@ class NumpyModule:
             exprs[m] = sympy.Symbol(tname)
         else:
             expr = exprs[k.root]
-            result = print_numpy(expr)
+            result = print_numpy(expr, shapes)
             arrays = [shapes[s.name] for s in expr.free_symbols if s.name in shapes]
             if not arrays:
                 result = f"numpy.full({shape_code(k.root.shape)}, {result}, dtype=DTYPE)"
@@ -133,11 +143,15 @@ class NumpyModule:
             elif broadcast_shapes(*arrays) != k.root.shape:
                 result = f"numpy.broadcast_to({result}, {shape_code(k.root.shape)})"
                 symbols_used.update(free_symbols(k.root.shape))
+            if k.root in self.grad_of:
+                result = f"_rt.into(out, {result})"
         args = [self.names.of[i] for i in k.inputs]
         args += [self.names.of[("sym", s)] for s in sorted(symbols_used)]
         if any(OPS[m.op].kind == "random" for m in k.members):
             args.append("rng")
         self.kernel_args[k] = args
+        if k.root in self.grad_of:
+            args = args + ["out=None"]
         provenance = [f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} {_location(m.where)}"
                       for m in k.members]
         est = self.costs[k]
@@ -145,6 +159,24 @@ class NumpyModule:
                       summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
                       provenance=provenance, statements=statements, result=result,
                       flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
+
+    @staticmethod
+    def into_out(k, root, arg_code, statements, result):
+        """The root statement writing into ``out`` (None: a new array) without a copy."""
+        if root.op == "matmul":
+            return f"numpy.matmul({arg_code[0]}, {arg_code[1]}, out=out)"
+        if root.op in ("sum", "max") and not root.attr("keepdims"):
+            fn = "numpy.sum" if root.op == "sum" else "numpy.max"
+            return f"{fn}({arg_code[0]}, axis={root.attr('axes')}, out=out)"
+        inner = root.inputs[0]
+        if (root.op == "reshape" and inner in k.members and inner.op == "sum"
+                and inner.attr("keepdims") and statements
+                and statements[-1].endswith(", keepdims=True)")
+                and root.shape == tuple(d for i, d in enumerate(inner.inputs[0].shape)
+                                        if i not in inner.attr("axes"))):
+            source = statements.pop()  # "uN = numpy.sum(X, axis=..., keepdims=True)"
+            return source.split(" = ", 1)[1].replace(", keepdims=True)", ", out=out)")
+        return f"_rt.into(out, {result})"
 
     # -- entry points --------------------------------------------------------
     def needed_kernels(self, outputs):
@@ -194,8 +226,9 @@ class NumpyModule:
     def update_source(rule):
         zero_names = [h for h in rule.hyper if h in ZERO_BY_DEFAULT]
         zeros = {sympy.Symbol(h, real=True): 0 for h in zero_names}
-        fast = [_in_place(t, e.subs(zeros)) for t, e in rule.assignments]
-        general = [_in_place(t, e) for t, e in rule.assignments]
+        arrays = {"p", "g", *rule.state}
+        fast = [_in_place(t, e.subs(zeros), arrays) for t, e in rule.assignments]
+        general = [_in_place(t, e, arrays) for t, e in rule.assignments]
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("numpy/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name,
@@ -252,13 +285,18 @@ class NumpyModule:
             slices.append(f"{s} = {self.names.of[holder]}.shape[{self.symbols[s][1]}]")
         if any(a == "rng" for k in kernels for a in self.kernel_args[k]):
             slices.append("rng = None if seed is None else (seed, step)")
-        calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
-                 for k in kernels]
-        flat = [f"{self.value_of(g)}.ravel()" if len(g.shape) != 1 else self.value_of(g)
-                for g in grads]
+        prologue += [f"g_{self.names.of[p]} = grads[{p.name!r}]" for p in self.model.params]
+        calls = []
+        for k in kernels:
+            args = list(self.kernel_args[k])
+            if k.root in self.grad_of:
+                args.append(f"out=g_{self.names.of[self.grad_of[k.root]]}")
+            calls.append(f"{self.names.of[k.root]} = {k.name}({', '.join(args)})")
+        copies = [f"g_{self.names.of[p]}[...] = {self.value_of(g)}"
+                  for p, g in zip(self.model.params, grads) if self.grad_of.get(g) is not p]
         length = f"{self.names.of[used[0]]}_all.shape[0]" if used else "1"
         return render("numpy/train_epoch.py.jinja", prologue=prologue, slices=slices, calls=calls,
-                      loss=self.value_of(outs["loss"]), grads=flat, length=length,
+                      loss=self.value_of(outs["loss"]), copies=copies, length=length,
                       metrics=[{"name": k, "var": f"sum_{k}", "value": self.value_of(v)}
                                for k, v in metrics.items()])
 
@@ -298,16 +336,16 @@ class NumpyModule:
 ZERO_BY_DEFAULT = ("wd", "dwd")  # weight decays: usually 0, so the update skips them then
 
 
-def _in_place(target, expr):
+def _in_place(target, expr, arrays):
     """``target -= ...`` / ``target += ...`` when ``expr`` is target plus something, else
     ``target[...] = expr``: an update that writes into the array it changes."""
     t = sympy.Symbol(target, real=True)
     if expr.is_Add and t in expr.args:
         rest = sympy.Add(*[a for a in expr.args if a != t])
         if rest.could_extract_minus_sign():
-            return f"{target} -= {print_numpy(-rest)}"
-        return f"{target} += {print_numpy(rest)}"
-    return f"{target}[...] = {print_numpy(expr)}"
+            return f"{target} -= {print_numpy(-rest, arrays)}"
+        return f"{target} += {print_numpy(rest, arrays)}"
+    return f"{target}[...] = {print_numpy(expr, arrays)}"
 
 
 def _array_dict(outputs, value_of, strip):

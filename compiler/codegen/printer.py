@@ -14,9 +14,24 @@ from sympy.printing.precedence import PRECEDENCE
 class NumpyPrinter(NumPyPrinter):
     """numpy printer that knows gradc's scalar functions and prints floats exactly."""
 
-    def __init__(self):
+    def __init__(self, arrays=()):
         super().__init__({"fully_qualified_modules": True, "inline": True,
                           "allow_unknown_functions": False})
+        self.arrays = frozenset(arrays)
+
+    def _print_Mul(self, expr):
+        """Scalars first, multiplied together before they meet an array: ``(2/B)*x``
+        is one pass over ``x`` where ``2*x/B`` is two."""
+        if self.arrays:
+            arrays = [f for f in expr.args if f.free_symbols & self._array_symbols(f)]
+            scalars = [f for f in expr.args if f not in arrays]
+            if arrays and len(scalars) >= 2:
+                scalar, rest = sympy.Mul(*scalars), sympy.Mul(*arrays)
+                return f"({self._print(scalar)})*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
+        return super()._print_Mul(expr)
+
+    def _array_symbols(self, e):
+        return {s for s in e.free_symbols if s.name in self.arrays}
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -83,6 +98,8 @@ class NumpyPrinter(NumPyPrinter):
 _printer = NumpyPrinter()
 
 
-def print_numpy(expr):
-    """The numpy source of a sympy expression."""
-    return _printer.doprint(sympy.sympify(expr))
+def print_numpy(expr, arrays=()):
+    """The numpy source of a sympy expression; ``arrays`` names the symbols that are arrays
+    (scalar factors are then multiplied together first)."""
+    printer = NumpyPrinter(arrays) if arrays else _printer
+    return printer.doprint(sympy.sympify(expr))
