@@ -14,7 +14,7 @@ from compiler import cost
 from compiler.codegen.printer import print_numpy
 from compiler.codegen.templates import render
 from compiler.config import VERSION
-from compiler.ops.registry import OPS
+from compiler.ops.registry import OPS, paren
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
 from compiler.shapes import broadcast_shapes, fmt, free_symbols
@@ -166,15 +166,14 @@ class NumpyModule:
         if root.op == "matmul":
             return f"numpy.matmul({arg_code[0]}, {arg_code[1]}, out=out)"
         if root.op in ("sum", "max") and not root.attr("keepdims"):
-            fn = "numpy.sum" if root.op == "sum" else "numpy.max"
-            return f"{fn}({arg_code[0]}, axis={root.attr('axes')}, out=out)"
+            return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out=out)"
         inner = root.inputs[0]
         if (root.op == "reshape" and inner in k.members and inner.op == "sum"
                 and inner.attr("keepdims") and statements
                 and statements[-1].endswith(", keepdims=True)")
                 and root.shape == tuple(d for i, d in enumerate(inner.inputs[0].shape)
                                         if i not in inner.attr("axes"))):
-            source = statements.pop()  # "uN = numpy.sum(X, axis=..., keepdims=True)"
+            source = statements.pop()  # "uN = X.sum(axis=..., keepdims=True)"
             return source.split(" = ", 1)[1].replace(", keepdims=True)", ", out=out)")
         return f"_rt.into(out, {result})"
 

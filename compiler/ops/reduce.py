@@ -1,6 +1,6 @@
 """Reductions over axes: sum, max, and the numerically stable logsumexp."""
 from compiler.ops import api as F
-from compiler.ops.registry import OpDef, register
+from compiler.ops.registry import OpDef, paren, register
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -67,15 +67,17 @@ def _logsumexp_jvp(node, t):
 def _numpy_reduce(fn):
     def emit(args, attrs):
         axes, keepdims = attrs["axes"], attrs["keepdims"]
+        if fn.startswith("."):  # the ndarray method skips numpy's Python-level wrapper
+            return f"{paren(args[0])}{fn}(axis={axes}, keepdims={keepdims})"
         return f"{fn}({args[0]}, axis={axes}, keepdims={keepdims})"
 
     return emit
 
 
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
-               numpy=_numpy_reduce("numpy.sum"), doc="sum over axes"))
+               numpy=_numpy_reduce(".sum"), doc="sum over axes"))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
-               numpy=_numpy_reduce("numpy.max"), doc="max over axes; ties share the gradient"))
+               numpy=_numpy_reduce(".max"), doc="max over axes; ties share the gradient"))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
                jvp=_logsumexp_jvp,
                numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable"))
