@@ -1,17 +1,24 @@
 """The on-disk cache of generated modules, keyed by a content hash.
 
-The key covers the compiler version, every template's contents, the options
-and the full text of the optimised graph (with source lines), so anything that
-could change the generated source changes the key.  Files are written
-atomically: a temporary file in the same directory, fsync, rename.
+The key covers the compiler version, every template's contents, the options and
+the full text of the optimised graph (with source lines), so anything that could
+change the generated source changes the key.  Files are written atomically (a
+temporary file in the same directory, fsync, rename), so processes compiling the
+same model at once each leave the one complete file.  Each module's first line
+carries the sha256 of the rest: a truncated or altered module is detected on the
+next compile and regenerated.  A cache directory that cannot be written falls
+back to a private temporary one, with a warning.
 """
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from compiler.codegen.templates import templates_digest
 from compiler.config import VERSION, cache_dir
+
+CHECKSUM = "# gradc-sha256: "
 
 
 def cache_key(graph_text, options):
@@ -40,9 +47,41 @@ def write_atomic(path, text):
     return path
 
 
+def with_checksum(source):
+    return f"{CHECKSUM}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+
+
+def is_intact(path):
+    """True when the module at ``path`` still matches the checksum on its first line."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    first, _, rest = text.partition("\n")
+    return first == f"{CHECKSUM}{hashlib.sha256(rest.encode()).hexdigest()}"
+
+
+def writable_cache():
+    """The cache directory, or a private temporary one when it cannot be written."""
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".probe."):
+            pass
+        return directory
+    except OSError as e:
+        fallback = Path(tempfile.gettempdir()) / f"gradc-cache-{os.getuid()}"
+        fallback.mkdir(parents=True, exist_ok=True)
+        print(f"gradc: warning: cache directory {directory} is not writable "
+              f"({e.strerror or e}); using {fallback}", file=sys.stderr)
+        return fallback
+
+
 def cached_module(key, backend, generate):
-    """The path of the module for ``key``, generating and writing it on a miss."""
-    path = cache_dir() / f"gradc_{backend}_{key[:24]}.py"
+    """The path of the module for ``key``: reused when intact, else generated and written."""
+    path = writable_cache() / f"gradc_{backend}_{key[:24]}.py"
     if path.exists():
-        return path
-    return write_atomic(path, generate())
+        if is_intact(path):
+            return path
+        print(f"gradc: warning: cached module {path} is damaged; regenerating it", file=sys.stderr)
+    return write_atomic(path, with_checksum(generate()))

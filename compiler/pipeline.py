@@ -87,6 +87,9 @@ def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public
     The forward-mode and Hessian-vector-product module is generated the first
     time ``Program.jvp`` or ``Program.hvp`` is called.
     """
+    if backend == "triton":
+        raise GradcError("backend 'triton' is not available in this version of gradc; "
+                         "use backend='numpy'")
     if backend not in BACKENDS:
         raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if dtype not in DTYPES:

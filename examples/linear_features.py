@@ -28,10 +28,16 @@ def truth(x):
     return np.where(x < 0.5, 4 * x * (1 - 2 * x) + 1, 0.5) - 0.75
 
 
-def data(seed=0):
+def sample(seed=0):
+    """200 noisy points ``(x, y)`` of ``truth`` on [0, 1]."""
     rng = np.random.default_rng(seed)
     xs = np.sort(rng.uniform(0, 1, size=(200, 1)), axis=0)
-    return {"beta": features(xs), "y": truth(xs) + 0.02 * rng.normal(size=xs.shape), "x": xs}
+    return xs, truth(xs) + 0.02 * rng.normal(size=xs.shape)
+
+
+def data(seed=0):
+    xs, ys = sample(seed)
+    return {"beta": features(xs), "y": ys}
 
 
 def main(argv=None):
@@ -42,15 +48,15 @@ def main(argv=None):
 
     args = parse_args(__doc__, argv)
     d = data()
-    batch = {"beta": d["beta"], "y": d["y"]}
+    xs, _ = sample()
     prog = compile(model, dtype="float64")
-    hist = train(prog, batch, quiet=True, **training)
+    hist = train(prog, d, quiet=True, **training)
     best, *_ = np.linalg.lstsq(d["beta"], d["y"], rcond=None)
     gap = float(np.max(np.abs(hist.params["theta"] - best)))
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     grid = np.linspace(0, 1, 300)[:, None]
-    left.scatter(d["x"], d["y"], s=8, color="0.6", label="data")
+    left.scatter(xs, d["y"], s=8, color="0.6", label="data")
     left.plot(grid, truth(grid), "k--", lw=1.2, label="truth")
     left.plot(grid, features(grid) @ hist.params["theta"], lw=2, label="theta . beta(x), gradient descent")
     left.plot(grid, features(grid) @ best, ":", lw=2, label="least squares (numpy)")

@@ -45,17 +45,24 @@ def _read_csv(path, inputs):
     if table.ndim != 2 or table.shape[1] != len(header):
         raise DataError(f"{path}: rows do not all have {len(header)} values")
     columns = {h: table[:, i] for i, h in enumerate(header)}
+    used = set()
     data = {}
     for name, (shape, dtype) in inputs.items():
         if name in columns:
             col = columns[name]
+            used.add(name)
             data[name] = col if len(shape) == 1 else col[:, None]
         else:
             parts = sorted((int(h[len(name) + 1:-1]), h) for h in columns
                            if h.startswith(name + "[") and h.endswith("]")
                            and h[len(name) + 1:-1].isdigit())
             if parts:
+                used.update(h for _, h in parts)
                 data[name] = np.stack([columns[h] for _, h in parts], axis=1)
         if name in data and dtype.startswith("int"):
             data[name] = data[name].astype(np.int64)
+    unused = [h for h in header if h not in used]
+    if unused:
+        raise DataError(f"{path}: column {unused[0]!r} matches no model input "
+                        f"(inputs: {', '.join(inputs)})")
     return data

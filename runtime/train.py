@@ -52,7 +52,12 @@ def check_data(prog, data, what="data"):
     """The data as arrays of the program's dtype, all with one leading length N; ``(data, N)``."""
     if not isinstance(data, dict):
         raise DataError(f"{what} must be a dict of arrays, got {type(data).__name__}")
-    arrays = prog.check_batch(data)
+    arrays = prog.check_batch(data)  # missing inputs, shapes and dtypes first
+    extra = sorted(k for k in data if k not in prog.inputs)
+    if extra:
+        raise DataError(f"{what} has {', '.join(repr(k) for k in extra)}, which "
+                        f"{'is' if len(extra) == 1 else 'are'} not a model input "
+                        f"(model inputs: {', '.join(prog.inputs) or 'none'})")
     lengths = {name: (a.shape[0] if a.ndim else None) for name, a in arrays.items()}
     if any(n is None for n in lengths.values()):
         bad = next(k for k, n in lengths.items() if n is None)

@@ -96,11 +96,19 @@ class NumpyModule:
         return sympy.Symbol(self.names.of[node])
 
     @staticmethod
-    def array_code(expr, shapes):
-        """Source for ``expr`` as an array argument (a bare constant becomes a 0-d array)."""
+    def array_code(expr, shapes, shape, symbols_used):
+        """Source for ``expr`` as an array argument of ``shape``.
+
+        sympy may simplify an elementwise expression to something smaller than its
+        node (``x - x`` is 0): then it is broadcast back, so that structural ops see
+        the shape the graph promised."""
         code = print_numpy(expr, shapes)
-        if not any(s.name in shapes for s in sympy.sympify(expr).free_symbols):
-            return f"numpy.asarray({code}, dtype=DTYPE)"
+        present = [shapes[s.name] for s in sympy.sympify(expr).free_symbols if s.name in shapes]
+        if not present:
+            code = f"numpy.asarray({code}, dtype=DTYPE)"
+        if broadcast_shapes(*present) != shape:
+            symbols_used.update(free_symbols(shape))
+            return f"numpy.broadcast_to({code}, {shape_code(shape)})"
         return code
 
     def kernel_source(self, k):
@@ -121,7 +129,8 @@ class NumpyModule:
             if opdef.kind == "elementwise":
                 exprs[m] = opdef.scalar(*args, **dict(m.attrs))
                 continue
-            arg_code = [self.array_code(a, shapes) for a in args]
+            arg_code = [self.array_code(a, shapes, i.shape, symbols_used)
+                        for a, i in zip(args, m.inputs)]
             code = opdef.numpy(arg_code, dict(m.attrs))
             if m is k.root:
                 result = code

@@ -1,0 +1,120 @@
+"""Property-based fuzzing: random graphs of primitives against finite differences.
+
+Random DAGs over shapes that broadcast against (m, n): reverse-mode gradients must
+equal central finite differences in float64, and forward mode must equal reverse mode
+(the jvp along v is the dot product of the gradient with v).  A modest number of
+examples runs by default; ``pytest -m slow`` runs thousands.
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler import Input, Model, Param, compile, ops as F
+
+# Smooth ops only: finite differences cannot be trusted at kinks (relu, abs, max).
+UNARY = {
+    "tanh": F.tanh, "sin": F.sin, "cos": F.cos, "sigmoid": F.sigmoid, "softplus": F.softplus,
+    "exp_tanh": lambda a: F.exp(F.tanh(a)), "log1p_sq": lambda a: F.log(1.0 + a * a),
+    "sqrt1p_sq": lambda a: F.sqrt(1.0 + a * a), "square": lambda a: a ** 2, "neg": lambda a: -a,
+    "scale": lambda a: 0.7 * a + 0.2, "stop": lambda a: F.stop_gradient(a) * 0.5 + a,
+}
+BINARY = {
+    "add": F.add, "sub": F.sub, "mul": F.mul, "div": lambda a, b: a / (1.5 + F.sin(b)),
+    "pow": lambda a, b: (1.2 + F.sigmoid(a)) ** F.tanh(b),
+}
+
+
+def reduce_ops(m, n):
+    return {
+        "sum0": lambda a: F.sum(a, axis=0, keepdims=True) if a.ndim == 2 else a,
+        "mean_last": lambda a: F.mean(a, axis=-1, keepdims=True) if a.ndim else a,
+        "lse": lambda a: F.logsumexp(a, axis=-1, keepdims=True) if a.ndim else a,
+        "softmax": lambda a: F.softmax(a) if a.ndim else a,
+    }
+
+
+@st.composite
+def graphs(draw):
+    m, n = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    shapes = [(), (n,), (1, n), (m, 1), (m, n)]
+    leaves = draw(st.lists(st.sampled_from(shapes), min_size=1, max_size=3))
+    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce"]),
+                                    st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
+                          min_size=1, max_size=8))
+    seed = draw(st.integers(0, 2**16))
+    return m, n, leaves, steps, seed
+
+
+def build(m, n, leaves, steps):
+    params = [Param(f"p{i}", shape) for i, shape in enumerate(leaves)]
+    pool = list(params)
+    reductions = reduce_ops(m, n)
+    for kind, a, b, c in steps:
+        x, y = pool[a % len(pool)], pool[b % len(pool)]
+        if kind == "unary":
+            pool.append(list(UNARY.values())[c % len(UNARY)](x))
+        elif kind == "binary":
+            pool.append(list(BINARY.values())[c % len(BINARY)](x, y))
+        else:
+            pool.append(list(reductions.values())[c % len(reductions)](x))
+    out = pool[-1]
+    r = Input("r", out.shape, dtype="float64")
+    return Model([r], {"out": out}, F.sum(out * r) + 0.01 * F.sum(pool[0] ** 2))
+
+
+def check(case):
+    m, n, leaves, steps, seed = case
+    model = build(m, n, leaves, steps)
+    prog = compile(model, dtype="float64")
+    rng = np.random.default_rng(seed)
+    params = {p.name: rng.normal(size=p.shape) for p in model.params}
+    out_shape = tuple(int(d) for d in model.outputs["out"].shape)
+    batch = {"r": rng.normal(size=out_shape)}
+    loss, grads = prog.loss_and_grad(params, batch)
+    h = 1e-6
+    for name, value in params.items():
+        flat = value.reshape(-1)
+        for j in range(flat.size):
+            old = flat[j]
+            flat[j] = old + h
+            up = prog.loss(params, batch)
+            flat[j] = old - h
+            down = prog.loss(params, batch)
+            flat[j] = old
+            fd = (up - down) / (2 * h)
+            g = grads[name].reshape(-1)[j]
+            # stop_gradient makes reverse mode differ from finite differences by design
+            if not any(s[0] == "unary" and list(UNARY)[s[3] % len(UNARY)] == "stop" for s in steps):
+                assert abs(g - fd) <= 1e-5 * max(1.0, abs(fd)), (name, j, g, fd)
+    vector = {k: rng.normal(size=np.shape(v)) for k, v in params.items()}
+    _, directional = prog.jvp(params, batch, vector)
+    dot = sum(float(np.sum(grads[k] * vector[k])) for k in params)
+    assert abs(directional - dot) <= 1e-9 * max(1.0, abs(dot))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs())
+def test_random_graphs_against_finite_differences(case):
+    check(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs())
+def test_random_graphs_against_finite_differences_thoroughly(case):
+    check(case)
+
+
+def test_regression_reduction_of_an_expression_sympy_cancels_to_a_constant():
+    """Found by the fuzzer: sympy folded an elementwise kernel body to the constant 0
+    (``-(a - a)``), and the fused ``sum(axis=0)`` then reduced a 0-d array.  The body is
+    now broadcast back to its node's shape first."""
+    check((1, 1, [(), (), (1, 1)],
+           [("unary", 0, 0, 0), ("unary", 0, 0, 0), ("binary", 72, 97, 1), ("unary", 0, 0, 0),
+            ("unary", 0, 0, 0), ("unary", 0, 0, 0), ("unary", 14, 0, 9), ("reduce", 9, 0, 0)], 0))
+    a = Param("a", (2, 3))
+    model = Model([], loss=F.sum(F.sum(-(a - a), axis=0)) + F.sum(a ** 2))
+    prog = compile(model, dtype="float64")
+    loss, grads = prog.loss_and_grad({"a": np.ones((2, 3))}, {})
+    assert loss == 6.0 and grads["a"].tolist() == [[2.0] * 3] * 2
