@@ -1,11 +1,21 @@
-"""Partition a graph into kernels.
+"""Partition a graph into kernels that both backends can emit.
 
-A kernel is a tree of nodes computed together: every node with exactly one
-user is fused into that user's kernel (elementwise chains, a matmul into its
-bias-and-activation epilogue, an elementwise producer into the reduction that
-consumes it).  A node becomes a kernel boundary, stored in a buffer, when it is
-a graph output, when several nodes use it, or when its kernel has reached
-``MAX_NODES``.  Leaves (inputs, parameters) are buffers; constants are inlined.
+A kernel is a tree of nodes computed together, of one of three shapes:
+
+- elementwise: elementwise ops over the root's shape;
+- matmul + epilogue: one matmul (its operands buffers, possibly transposed) and the
+  elementwise ops that consume its result (bias, activation, ...);
+- reduction: one reduction (sum, max, logsumexp) with its elementwise producers
+  fused before it and elementwise consumers after it.
+
+A node with exactly one user joins that user's kernel when the kernel keeps one of
+these shapes: at most one matmul or reduction per kernel; nothing is computed into a
+matmul operand (a transpose of a buffer is only a change of strides); a reshape,
+transpose or broadcast reads a buffer directly (it is index arithmetic), except that a
+reshape may relabel a kernel's result; one_hot and dropout stand alone.  A node also
+becomes a boundary, stored in a buffer, when it is a graph output, when several nodes
+use it, or when its kernel has reached ``MAX_NODES``.  Leaves (inputs, parameters) are
+buffers; constants are inlined.
 
 The fusion report (``report(kernels)``) says what went where and why each
 boundary is there.
@@ -44,6 +54,28 @@ def _boundary_reason(node, users, outputs):
     return None
 
 
+HEAVY = ("matmul", "reduce")
+ALONE = ("one_hot", "dropout")
+
+
+def _join_rule(n, user, user_is_root, heavy):
+    """``None`` when ``n`` may join the kernel of ``user``, else the rule that forbids it."""
+    nk, uk = OPS[n.op].kind, OPS[user.op].kind
+    if n.op in ALONE or user.op in ALONE:
+        return f"{n.op if n.op in ALONE else user.op} stands alone"
+    if nk in HEAVY and heavy is not None:
+        return f"one {heavy.op} per kernel already"
+    if uk == "shape":
+        if user.op == "reshape" and user_is_root and nk != "shape":
+            return None  # relabelling the kernel's result costs nothing
+        return f"{user.op} reads a buffer"
+    if uk == "matmul":
+        return None if n.op == "transpose" else "matmul operands are buffers"
+    if uk == "reduce" and nk == "matmul":
+        return "matmul result is reduced in its own kernel"
+    return None
+
+
 def kernel_name(index, members):
     ops = []
     for m in members:
@@ -60,20 +92,26 @@ def partition(graph, forward_nodes):
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
     users = users_of(graph.nodes)
     outputs = set(graph.outputs.values())
-    owner, size, reasons = {}, {}, {}
+    owner, size, reasons, heavy = {}, {}, {}, {}
     for n in reversed(nodes):
         reason = _boundary_reason(n, users, outputs)
         if reason is None:
             (user,) = users[n]
             root = owner[user]
-            if size[root] < MAX_NODES:
+            reason = _join_rule(n, user, user is root, heavy.get(root))
+            if reason is None and size[root] >= MAX_NODES:
+                reason = f"kernel reached {MAX_NODES} nodes"
+            if reason is None:
                 owner[n] = root
                 size[root] += 1
+                if OPS[n.op].kind in HEAVY:
+                    heavy[root] = n
                 continue
-            reason = f"kernel reached {MAX_NODES} nodes"
         owner[n] = n
         size[n] = 1
         reasons[n] = reason
+        if OPS[n.op].kind in HEAVY:
+            heavy[n] = n
     members = {}
     for n in nodes:
         members.setdefault(owner[n], []).append(n)
