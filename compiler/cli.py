@@ -32,7 +32,8 @@ def _parser():
     c = sub.add_parser("compile", help="generate the training module of a model file",
                        description="Differentiate MODEL.py and write the generated module.")
     c.add_argument("model", metavar="MODEL.py")
-    c.add_argument("--backend", choices=["numpy"], default="numpy")
+    c.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
+                   help="numpy (default) or triton (a GPU, or TRITON_INTERPRET=1 on the CPU)")
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     c.add_argument("--out", metavar="DIR", help="also copy the module to DIR/<model>_<backend>.py")
 

@@ -58,13 +58,17 @@ HEAVY = ("matmul", "reduce")
 ALONE = ("one_hot", "dropout")
 
 
-def _join_rule(n, user, user_is_root, heavy):
+def _join_rule(n, user, user_is_root, heavy, members):
     """``None`` when ``n`` may join the kernel of ``user``, else the rule that forbids it."""
     nk, uk = OPS[n.op].kind, OPS[user.op].kind
     if n.op in ALONE or user.op in ALONE:
         return f"{n.op if n.op in ALONE else user.op} stands alone"
     if nk in HEAVY and heavy is not None:
         return f"one {heavy.op} per kernel already"
+    if nk in HEAVY and any(m.shape != n.shape for m in members
+                           if not (m.op == "reshape" and OPS[m.inputs[0].op].kind in HEAVY + ("elementwise",)
+                                   and m is members[0])):
+        return f"the {n.op}'s consumers have a larger shape than its result"
     if uk == "shape":
         if user.op == "reshape" and user_is_root and nk != "shape":
             return None  # relabelling the kernel's result costs nothing
@@ -92,23 +96,23 @@ def partition(graph, forward_nodes):
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
     users = users_of(graph.nodes)
     outputs = set(graph.outputs.values())
-    owner, size, reasons, heavy = {}, {}, {}, {}
+    owner, joined, reasons, heavy = {}, {}, {}, {}
     for n in reversed(nodes):
         reason = _boundary_reason(n, users, outputs)
         if reason is None:
             (user,) = users[n]
             root = owner[user]
-            reason = _join_rule(n, user, user is root, heavy.get(root))
-            if reason is None and size[root] >= MAX_NODES:
+            reason = _join_rule(n, user, user is root, heavy.get(root), joined[root])
+            if reason is None and len(joined[root]) >= MAX_NODES:
                 reason = f"kernel reached {MAX_NODES} nodes"
             if reason is None:
                 owner[n] = root
-                size[root] += 1
+                joined[root].append(n)
                 if OPS[n.op].kind in HEAVY:
                     heavy[root] = n
                 continue
         owner[n] = n
-        size[n] = 1
+        joined[n] = [n]
         reasons[n] = reason
         if OPS[n.op].kind in HEAVY:
             heavy[n] = n

@@ -16,13 +16,14 @@ from compiler import config
 from compiler.autodiff import gradient_graph, hessian_vector_product, jvp, tangent_leaves
 from compiler.cache import cache_key, cached_module
 from compiler.codegen.numpy_backend import NumpyModule
+from compiler.codegen.triton_backend import TritonModule
 from compiler.fusion import partition
 from compiler.graph import Graph, toposort
 from compiler.passes import optimize
 from runtime.errors import GradcError
 from runtime.program import Program
 
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "triton")
 DTYPES = ("float32", "float64")
 
 
@@ -73,12 +74,31 @@ def module_path(model, kind, backend, dtype):
 
     def build():
         kernels = partition(graph, forward_nodes(model))
-        source = NumpyModule(model, graph, kernels, dtype, _source_name(model), kind).source()
+        module = TritonModule if backend == "triton" else NumpyModule
+        source = module(model, graph, kernels, dtype, _source_name(model), kind).source()
         if config.debug_level() >= 4:
             print(source, file=sys.stderr)
         return source
 
     return cached_module(key, f"{backend}_{kind}", build)
+
+
+def check_triton():
+    """A one-line error unless Triton can run here: triton and torch installed, and a GPU
+    or Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+    import importlib.util
+    import os
+
+    missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise GradcError(f"the triton backend needs {' and '.join(missing)}: "
+                         "pip install 'gradc[gpu]'")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise GradcError("the triton backend needs a CUDA GPU, or TRITON_INTERPRET=1 to run "
+                             "its kernels on the CPU")
 
 
 def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public name
@@ -88,8 +108,7 @@ def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public
     time ``Program.jvp`` or ``Program.hvp`` is called.
     """
     if backend == "triton":
-        raise GradcError("backend 'triton' is not available in this version of gradc; "
-                         "use backend='numpy'")
+        check_triton()
     if backend not in BACKENDS:
         raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if dtype not in DTYPES:

@@ -38,12 +38,14 @@ class Program:
         self.path = Path(path)
         self._derive = derive  # makes the jvp/hvp module on first use (given by the compiler)
         self._derivatives = None
-        self.dtype = np.dtype(module.DTYPE)
+        dtype = module.DTYPE  # a numpy type, or a torch dtype for the Triton backend
+        self.dtype = np.dtype(dtype if isinstance(dtype, type) else str(dtype).replace("torch.", ""))
         self.inputs = module.INPUTS
         self.param_specs = module.PARAMS
         self.outputs = module.OUTPUTS
         self.metrics = module.METRICS
         self.optimizers = module.OPTIMIZERS
+        self.backend = "triton" if "torch" in vars(module) else "numpy"
 
     @classmethod
     def load(cls, path, derive=None):
@@ -119,10 +121,15 @@ class Program:
         return out
 
     # -- running -------------------------------------------------------------
-    def _run(self, entry, params, batch, rng=None):
-        names = self.module.ENTRY_INPUTS[entry]
-        return getattr(self.module, entry)(self.check_params(params),
-                                           self.check_batch(batch, names), rng)
+    def _run(self, entry, params, batch, rng=None, module=None, extra=()):
+        module = module or self.module
+        names = module.ENTRY_INPUTS[entry]
+        args = [self.check_params(params), self.check_batch(batch, names), *extra]
+        if self.backend == "triton":
+            from runtime.tkernels import from_device, to_device
+
+            return from_device(getattr(module, entry)(*to_device(args), rng))
+        return getattr(module, entry)(*args, rng)
 
     def loss(self, params, batch, rng=None):
         """The loss (a float) on one batch; ``rng=(seed, step)`` turns dropout on."""
@@ -142,12 +149,12 @@ class Program:
         data = self.check_batch(data, self.module.ENTRY_INPUTS["evaluate"])
         n = next((v.shape[0] for v in data.values() if v.ndim), None)
         if n is None or n <= batch_size:
-            return self.module.evaluate(params, data)
+            return self._run("evaluate", params, data)
         totals = {}
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in data.items()}
             size = next(iter(chunk.values())).shape[0]
-            for k, v in self.module.evaluate(params, chunk).items():
+            for k, v in self._run("evaluate", params, chunk).items():
                 totals[k] = totals.get(k, 0.0) + v * size
         return {k: v / n for k, v in totals.items()}
 
@@ -160,7 +167,16 @@ class Program:
         kernel = getattr(self.module, f"update_{optimizer.rule}")
         hyper = optimizer.hyper(step, optimizer.lr if lr is None else lr)
         for name in self.param_specs:
-            kernel(params[name], grads[name], state[name], **hyper)
+            if self.backend == "triton":  # run on the device, then copy the results back
+                from runtime.tkernels import to_device
+
+                p, g, s = to_device((params[name], grads[name], state[name]))
+                kernel(p, g, s, **hyper)
+                params[name][...] = p.cpu().numpy()
+                for key, buffer in s.items():
+                    state[name][key][...] = buffer.cpu().numpy()
+            else:
+                kernel(params[name], grads[name], state[name], **hyper)
 
     def derivatives(self):
         """The module with ``jvp`` and ``hvp`` (generated on first use)."""
@@ -178,17 +194,13 @@ class Program:
 
     def jvp(self, params, batch, tangents, rng=None):
         """``(loss, directional derivative)`` of the loss along ``tangents`` (forward mode)."""
-        module = self.derivatives()
-        return module.jvp(self.check_params(params),
-                          self.check_batch(batch, module.ENTRY_INPUTS["jvp"]),
-                          self.check_tangents(tangents), rng)
+        return self._run("jvp", params, batch, rng, self.derivatives(),
+                         [self.check_tangents(tangents)])
 
     def hvp(self, params, batch, vector, rng=None):
         """The Hessian of the loss in the parameters times ``vector`` (a dict like the params)."""
-        module = self.derivatives()
-        return module.hvp(self.check_params(params),
-                          self.check_batch(batch, module.ENTRY_INPUTS["hvp"]),
-                          self.check_tangents(vector, "vector"), rng)
+        return self._run("hvp", params, batch, rng, self.derivatives(),
+                         [self.check_tangents(vector, "vector")])
 
     def __repr__(self):
         return f"Program({self.path.name}, params={list(self.param_specs)})"

@@ -10,3 +10,5 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 _cache = tempfile.mkdtemp(prefix="gradc-test-cache-")
 os.environ["GRADC_CACHE_DIR"] = _cache
+# No GPU here: Triton kernels run in Triton's CPU interpreter (set before triton is imported).
+os.environ.setdefault("TRITON_INTERPRET", "1")

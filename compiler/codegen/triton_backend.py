@@ -1,0 +1,260 @@
+"""The Triton backend: the same kernels as the numpy backend, as Triton GPU kernels.
+
+Every kernel of the partition (``compiler.fusion``) is one of three skeletons, each a
+template under ``templates/triton/``: elementwise over the root's shape, matmul with
+an epilogue fused at the store, or a reduction with its producers fused before it and
+its consumers after it.  Operands are strided views: broadcasting is a zero stride, a
+transpose swaps strides, a reshape of a buffer is a view, so no copy is made on the
+host.  Bodies are printed from sympy by ``TritonPrinter``.  The host wrappers carry
+the numpy kernels' names and arguments, so the entry points are shared.
+"""
+import sympy
+
+from compiler import cost
+from compiler.codegen.numpy_backend import NumpyModule, _dedupe, _location
+from compiler.codegen.templates import render
+from compiler.codegen.triton_printer import print_triton
+from compiler.config import VERSION
+from compiler.ops.registry import OPS
+from compiler.ops.shape import shape_code
+from compiler.shapes import fmt, free_symbols
+
+INF = 'float("inf")'
+
+
+class TritonModule(NumpyModule):
+    """Everything needed to print the Triton module of one compiled model."""
+
+    precision = "ieee"
+
+    # -- operands: buffers read through strided views ---------------------------------
+    def _operand(self, node, members, operands, shapes_used):
+        """The symbol standing for ``node`` when it is read from memory (a buffer, or a
+        reshape/transpose/broadcast of one), registering it in ``operands``."""
+        for o in operands:
+            if o["node"] is node:
+                return o["symbol"]
+        if node in members and node.inputs[0].op == "const":
+            return node.inputs[0].attr("value")  # a reshaped or broadcast constant
+        if node in members:  # a shape op over a buffer: a strided view of that buffer
+            base = self.names.of[node.inputs[0]]
+            if node.op == "transpose":
+                view = f"{base}.permute{tuple(node.attr('perm'))}"
+            elif node.op == "reshape":
+                view = f"{base}.reshape({shape_code(node.attr('shape'))})"
+                shapes_used.update(free_symbols(node.attr("shape")))
+            else:  # broadcast_to: expanding to the iteration space does it
+                view = base
+        else:
+            view = self.names.of[node]
+        name = f"v{len(operands)}"
+        other = "0" if node.dtype == "int" else "0.0"
+        operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
+                         "view": view, "other": other})
+        return operands[-1]["symbol"]
+
+    def _exprs(self, members, stop, operands, shapes_used, heavy_symbol=None, heavy=None):
+        """sympy expressions for the elementwise members (a heavy node becomes a symbol)."""
+        exprs = {}
+        for m in members:
+            if m is heavy:
+                exprs[m] = heavy_symbol
+                continue
+            if OPS[m.op].kind != "elementwise" or m in stop:
+                continue
+            args = []
+            for i in m.inputs:
+                if i in members and OPS[i.op].kind == "shape" and i.inputs[0].op == "const":
+                    i = i.inputs[0]  # a reshaped or broadcast constant is still that constant
+                if i in exprs:
+                    args.append(exprs[i])
+                elif i.op == "const":
+                    args.append(i.attr("value"))
+                    shapes_used.update(s.name for s in i.attr("value").free_symbols)
+                else:
+                    args.append(self._operand(i, members, operands, shapes_used))
+            exprs[m] = OPS[m.op].scalar(*args, **dict(m.attrs))
+        return exprs
+
+    def _value(self, node, exprs, members, operands, shapes_used):
+        if node in exprs:
+            return exprs[node]
+        if node.op == "const":
+            return node.attr("value")
+        return self._operand(node, members, operands, shapes_used)
+
+    # -- kernels -----------------------------------------------------------------------
+    def kernel_source(self, k):
+        root = k.root
+        relabel = root.op == "reshape" and root.inputs[0] in k.members
+        top = root.inputs[0] if relabel else root
+        heavy = next((m for m in k.members if OPS[m.op].kind in ("matmul", "reduce")), None)
+        shapes_used = set(free_symbols(root.shape)) | set(free_symbols(top.shape))
+        context = dict(name=k.name, phase=k.phase, boundary=k.boundary,
+                       summary=" -> ".join(_dedupe(m.op for m in k.members)),
+                       provenance=[f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} "
+                                   f"{_location(m.where)}" for m in k.members],
+                       flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
+                       out_shape=shape_code(root.shape))
+        extra_host, random = [], False
+        if heavy is not None and heavy.op == "matmul":
+            source = self._matmul(k, heavy, top, shapes_used, context)
+        elif heavy is not None:
+            source = self._reduction(k, heavy, top, shapes_used, context)
+        else:
+            source, random = self._elementwise(k, top, shapes_used, context, extra_host)
+        args = [self.names.of[i] for i in k.inputs]
+        args += [self.names.of[("sym", s)] for s in sorted(shapes_used) if ("sym", s) in self.names.of]
+        scalars = [a for a in args if ("sym", a) in self.names.of]
+        source = self._with_scalars(source, scalars, "tl.float64" if self.dtype == "float64"
+                                    else "tl.float32")
+        if random:
+            args.append("rng")
+        self.kernel_args[k] = args
+        return source.replace("__ARGS__", ", ".join(args + ["out=None"]))
+
+    @staticmethod
+    def _with_scalars(source, scalars, float_type):
+        """Shape symbols (``B``) as kernel arguments, used as floats of the kernel's dtype."""
+        casts = "".join(f"    {s} = {s}.to({float_type})  # a size, used in arithmetic\n"
+                        for s in scalars)
+        return source.replace("#__SCALAR_PARAMS__\n", "".join(f"    {s},\n" for s in scalars)) \
+                     .replace("__SCALAR_VALUES__", "".join(f"{s}, " for s in scalars)) \
+                     .replace("#__SCALAR_CASTS__\n", casts)
+
+    def _elementwise(self, k, top, shapes_used, context, host):
+        operands = []
+        random = top.op == "dropout"
+        dims = list(range(len(top.shape)))
+        extra_args, extra_values, body = [], [], []
+        if top.op == "one_hot":
+            labels = top.inputs[0]
+            operands.append({"node": labels, "symbol": sympy.Symbol("v0"), "name": "v0",
+                             "view": f"{self.names.of[labels]}.unsqueeze(-1)", "other": "0"})
+            body.append(f"result = tl.where(v0 == i{dims[-1]}, 1.0, 0.0)")
+        elif random:
+            x = self._operand(top.inputs[0], k.members, operands, shapes_used)
+            rate = top.attr("rate")
+            host += ["if rng is None:", "    return _rt.into(out, " + operands[0]["name"] + ")",
+                     f"key = _rt.dropout_key(rng[0], rng[1], {top.attr('salt')})",
+                     f"threshold = _rt.threshold({rate!r})"]
+            extra_args, extra_values = ["key", "threshold"], ["key", "threshold"]
+            body += ["h = _mix32(offs.to(tl.int64) ^ key)",
+                     "keep = tl.where(h >= threshold, 1.0, 0.0)",
+                     f"result = {x} * keep / {1.0 - rate!r}"]
+        else:
+            exprs = self._exprs(k.members, set(), operands, shapes_used)
+            value = self._value(top, exprs, k.members, operands, shapes_used)
+            text = print_triton(value, self.dtype)
+            if not any(s.name.startswith("v") for s in sympy.sympify(value).free_symbols):
+                text = f"tl.zeros([BLOCK], tl.float32) + ({text})"
+            body.append(f"result = {text}")
+        out_dtype = {"bool": "torch.bool", "int": "torch.int64"}.get(top.dtype, "DTYPE")
+        source = render("triton/elementwise.py.jinja", operands=operands, dims=dims, body=body,
+                        space=shape_code(top.shape), space_text=fmt(top.shape),
+                        extra_args=extra_args, extra_values=extra_values, host=host,
+                        args=["__ARGS__"], out_dtype=out_dtype, **context)
+        return source, random
+
+    def _matmul(self, k, mm, top, shapes_used, context):
+        a_op, b_op = [], []
+        self._operand(mm.inputs[0], k.members, a_op, shapes_used)
+        self._operand(mm.inputs[1], k.members, b_op, shapes_used)
+        operands = []
+        exprs = self._exprs(k.members, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
+        value = self._value(top, exprs, k.members, operands, shapes_used)
+        acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        return render("triton/matmul.py.jinja", operands=operands, body=[f"result = {print_triton(value, self.dtype)}"],
+                      a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=acc,
+                      space_text=fmt(mm.shape), args=["__ARGS__"], **context)
+
+    def _reduction(self, k, red, top, shapes_used, context):
+        source_node = red.inputs[0]
+        upstream, stack = set(), [source_node]
+        while stack:
+            n = stack.pop()
+            if n in k.members and n not in upstream:
+                upstream.add(n)
+                stack.extend(n.inputs)
+        prologue = [m for m in k.members if m in upstream]
+        operands = []
+        pro = self._exprs(prologue, set(), operands, shapes_used)
+        v = self._value(source_node, pro, k.members, operands, shapes_used)
+        epilogue_ops = []
+        rest = [m for m in k.members if m not in upstream]
+        epi = self._exprs(rest, set(), epilogue_ops, shapes_used, sympy.Symbol("total"), red)
+        out_value = self._value(top, epi, k.members, epilogue_ops, shapes_used)
+        for o in epilogue_ops:
+            o["name"] = "e" + o["name"][1:]
+        rename = {sympy.Symbol("v" + o["name"][1:]): sympy.Symbol(o["name"]) for o in epilogue_ops}
+        out_value = sympy.sympify(out_value).xreplace(rename)
+        axes, keep = red.attr("axes"), red.attr("keepdims")
+        S = red.inputs[0].shape
+        index, pos = {}, 0
+        for d in range(len(S)):
+            if d in axes:
+                index[d] = f"j{d}"
+                if keep:
+                    pos += 1
+            else:
+                index[d] = f"o{d if keep else pos}"
+                pos += 1
+        acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        if red.op == "sum":
+            passes = [{"init": "0.0", "combine": "acc + tl.where(rmask, v, 0.0)",
+                       "result": "total = tl.sum(acc, 0)"}]
+        elif red.op == "max":
+            passes = [{"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
+                       "result": "total = tl.max(acc, 0)"}]
+        else:  # logsumexp: the maximum first, then the sum of exp(x - max)
+            passes = [{"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
+                       "result": f"m = tl.max(acc, 0)\n    m = tl.where(m == -{INF}, 0.0, m)"},
+                      {"init": "0.0", "combine": "acc + tl.where(rmask, tl.exp(v - m), 0.0)",
+                       "result": "total = tl.log(tl.sum(acc, 0)) + m"}]
+        shapes_used.update(free_symbols(S))
+        return render("triton/reduction.py.jinja", operands=operands, epilogue=epilogue_ops,
+                      dims=list(range(len(S))), out_dims=list(range(len(red.shape))),
+                      reduced=list(axes), index=index, passes=passes, acc_dtype=acc,
+                      body=[f"v = {print_triton(v, self.dtype)}"],
+                      epilogue_body=[f"result = {print_triton(out_value, self.dtype)}"],
+                      space=shape_code(S), space_text=fmt(S), out_text=fmt(red.shape),
+                      reduced_shape=shape_code(red.shape), args=["__ARGS__"], **context)
+
+    # -- the rest of the module ----------------------------------------------------------
+    def value_of(self, node):
+        if node.op == "const":
+            return f"_rt.constant({float(node.attr('value'))!r}, DTYPE)"
+        return self.names.of[node]
+
+    @staticmethod
+    def update_source(rule):
+        stored = []
+        for target, _ in rule.assignments:
+            if target not in stored:
+                stored.append(target)
+        return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
+                "source": render("triton/update.py.jinja", function=f"update_{rule.name}",
+                                 hyper=list(rule.hyper), optimizer=rule.name, rule=list(rule.doc),
+                                 state_names=list(rule.state), stored=stored,
+                                 assignments=[(t, print_triton(e)) for t, e in rule.assignments])}
+
+    def source(self):
+        kernel_sources = [self.kernel_source(k) for k in self.kernels]
+        if self.kind == "training":
+            entries, updates = self.training_entries()
+        else:
+            entries, updates = self.derivative_entries()
+        inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
+        params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
+        table = [repr({"name": k.name, "phase": k.phase,
+                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
+                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)})
+                 for k in self.kernels]
+        return render("triton/module.py.jinja", version=VERSION, source=self.source_name,
+                      dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
+                      title=self.model.name or self.source_name, kind=self.kind,
+                      entry_names=list(self.entry_inputs), inputs=repr(inputs), params=repr(params),
+                      outputs=repr(tuple(self.model.outputs)), metrics=repr(tuple(self.model.metrics)),
+                      entry_inputs=repr(self.entry_inputs), symbols=repr(self.symbols),
+                      optimizers=repr(tuple(u["function"][7:] for u in updates)),
+                      kernel_table=table, entries=entries, updates=updates, precision=self.precision)

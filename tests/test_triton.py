@@ -1,0 +1,136 @@
+"""The Triton backend under Triton's CPU interpreter, against the numpy backend."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("triton")
+
+from compiler import Input, Model, Param, compile, nn, ops as F  # noqa: E402
+from oplib import ROWS, build, rel_err  # noqa: E402
+from runtime import optim  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = [(row, shapes) for row in ROWS for shapes in row.shapes[:1]]
+
+
+def both(model, dtype):
+    return compile(model, dtype=dtype), compile(model, backend="triton", dtype=dtype)
+
+
+def assert_same(a, b, tol):
+    assert np.shape(a) == np.shape(b)
+    assert rel_err(a, b) <= tol, rel_err(a, b)
+
+
+@pytest.mark.parametrize("row,shapes", CASES, ids=[r.name for r, _ in CASES])
+def test_op_row_triton_matches_numpy(row, shapes):
+    prog, params, batch, _ = build(row, shapes)
+    model = None  # build() compiled the numpy program; recompile its model for Triton
+    triton_prog = compile(prog_model(row, shapes), backend="triton", dtype="float64")
+    assert_same(prog.predict(params, batch)["out"], triton_prog.predict(params, batch)["out"], 1e-12)
+    loss, grads = prog.loss_and_grad(params, batch)
+    t_loss, t_grads = triton_prog.loss_and_grad(params, batch)
+    assert_same(loss, t_loss, 1e-12)
+    for k in grads:
+        assert_same(grads[k], t_grads[k], 1e-10)
+
+
+def prog_model(row, shapes):
+    """The same model ``oplib.build`` compiles (nodes are hash-consed, so this is it)."""
+    nodes = []
+    for i, shape in enumerate(shapes):
+        nodes.append(Input(f"k{i}", shape, dtype="int64") if i in row.int_inputs else Param(f"a{i}", shape))
+    out = row.gradc(*nodes)
+    r = Input("r", out.shape, dtype="float64")
+    inputs = [n for n in nodes if n.op == "input"] + [r]
+    return Model(inputs=inputs, outputs={"out": out}, loss=F.sum(out * r))
+
+
+def mlp(act="tanh", sizes=(3, 16, 16, 1), classifier=False):
+    x = Input("x", ("B", sizes[0]))
+    net = nn.Chain(*[nn.Dense(a, b, act=act if i < len(sizes) - 2 else None)
+                     for i, (a, b) in enumerate(zip(sizes, sizes[1:]))])
+    if classifier:
+        k = Input("k", ("B",), dtype="int64")
+        return Model([x, k], {"logits": net(x)}, F.cross_entropy(net(x), k))
+    y = Input("y", ("B", sizes[-1]))
+    return Model([x, y], {"y_hat": net(x)}, F.mse(net(x), y))
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-11)])
+@pytest.mark.parametrize("kind", ["regression", "classifier"])
+def test_models_forward_loss_gradients_and_one_step(dtype, tol, kind):
+    model = mlp("relu", (5, 37, 53, 4), classifier=True) if kind == "classifier" else mlp()
+    prog, tprog = both(model, dtype)
+    rng = np.random.default_rng(1)
+    params = prog.init_params(0)
+    n = 19
+    batch = {"x": rng.normal(size=(n, prog.inputs["x"][0][1] and int(prog.inputs["x"][0][1])))}
+    if kind == "classifier":
+        batch["k"] = rng.integers(0, 4, size=n)
+    else:
+        batch["y"] = rng.normal(size=(n, 1))
+    out = next(iter(prog.outputs))
+    assert_same(prog.predict(params, batch)[out], tprog.predict(params, batch)[out], tol)
+    loss, grads = prog.loss_and_grad(params, batch)
+    t_loss, t_grads = tprog.loss_and_grad(params, batch)
+    assert_same(loss, t_loss, tol)
+    for k in grads:
+        assert_same(grads[k], t_grads[k], tol * 10)
+    opt = optim.Adam(lr=0.01)
+    p1, p2 = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+    s1, s2 = opt.init_state(p1), opt.init_state(p2)
+    prog.update(p1, grads, s1, opt, 1)
+    tprog.update(p2, grads, s2, opt, 1)
+    for k in p1:
+        assert_same(p1[k], p2[k], tol)
+
+
+def test_dropout_masks_are_identical_on_both_backends():
+    x = Param("x", (37, 53))
+    model = Model([], {"d": F.dropout(x, 0.3) * 1.0}, F.sum(F.dropout(x, 0.3, salt=7) ** 2))
+    prog, tprog = both(model, "float32")
+    params = {"x": np.ones((37, 53), dtype=np.float32)}
+    a = prog.loss_and_grad(params, {}, rng=(5, 11))
+    b = tprog.loss_and_grad(params, {}, rng=(5, 11))
+    assert a[0] == pytest.approx(b[0], rel=1e-6)
+    assert np.array_equal(a[1]["x"] != 0, b[1]["x"] != 0)   # the same elements dropped
+    kept = float(np.mean(a[1]["x"] != 0))
+    assert abs(kept - 0.7) < 0.03
+
+
+def test_hvp_on_triton_matches_numpy():
+    prog, tprog = both(mlp(), "float64")
+    params = prog.init_params(0)
+    rng = np.random.default_rng(2)
+    batch = {"x": rng.normal(size=(6, 3)), "y": rng.normal(size=(6, 1))}
+    vector = {k: rng.normal(size=v.shape) for k, v in params.items()}
+    a, b = prog.hvp(params, batch, vector), tprog.hvp(params, batch, vector)
+    for k in a:
+        assert_same(a[k], b[k], 1e-10)
+
+
+def test_triton_source_is_readable():
+    _, tprog = both(mlp(), "float32")
+    source = tprog.source
+    assert "def k0_matmul_add_tanh_kernel(" in source and "@triton.jit" in source
+    assert "# Fused nodes" in source and "tl.dot(" in source
+    assert [k.name for k in tprog.kernels] == [k.name for k in compile(mlp()).kernels]
+
+
+def test_missing_gpu_and_interpreter_is_a_one_line_error(tmp_path):
+    model = tmp_path / "m.py"
+    model.write_text("from compiler import Model, Param, ops as F\n"
+                     "model = Model([], loss=F.sum(Param('w', (2,)) ** 2))\n")
+    script = ("import sys; from compiler import compile, modelfile;"
+              f"ns = modelfile.load({str(model)!r})\n"
+              "try:\n    compile(ns['model'], backend='triton')\n"
+              "except Exception as e:\n    print(e)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert "needs a CUDA GPU, or TRITON_INTERPRET=1" in out.stdout
