@@ -52,6 +52,15 @@ def _parser():
     i.add_argument("--source", action="store_true", help="print the kernels' source")
     i.add_argument("--batch", type=int, help="evaluate the formulas at this batch size")
     i.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    i.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
+                   help="whose source --source prints (the kernels are the same)")
+    i.add_argument("--ptx", action="store_true", help="compile the Triton kernels and print PTX")
+    i.add_argument("--sass", action="store_true", help="compile the Triton kernels and print SASS")
+    i.add_argument("--resources", action="store_true",
+                   help="compile the Triton kernels: registers, shared and local memory")
+    i.add_argument("--arch", default="sm_90", choices=["sm_80", "sm_90"],
+                   help="GPU to compile for ahead of time (no GPU needed; default sm_90)")
+    i.add_argument("--gpu", choices=["h100"], help="add a roofline time per kernel (a model)")
     i.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     r = sub.add_parser("trace", help="forward primal and reverse adjoint trace of a scalar model",
@@ -266,27 +275,38 @@ def cmd_flops(args):
     return 0
 
 
+
+
 def cmd_inspect(args):
-    from compiler.pipeline import compile
+    from compiler.inspect import inspect_model
 
     ns = modelfile.load(args.model)
-    prog = compile(ns["model"], dtype=args.dtype)
-    kernels = [k for k in prog.kernels if args.kernel in (None, k.name)]
+    aot = [w for w in ("ptx", "sass", "resources") if getattr(args, w)]
+    report = inspect_model(ns["model"], backend="triton" if aot else args.backend, dtype=args.dtype,
+                           batch=args.batch, aot=aot, arch=args.arch, gpu=args.gpu)
+    kernels = [k for k in report["kernels"] if args.kernel in (None, k["name"])]
     if args.kernel and not kernels:
         raise GradcError(f"no kernel named {args.kernel!r}; see `gradc inspect {args.model}`")
     if args.json:
-        print(json.dumps({"kernels": [{"name": k.name, "phase": k.phase, "nodes": k.nodes,
-                                       "flops": _at_batch(k.flops, args.batch),
-                                       "bytes": _at_batch(k.bytes, args.batch)}
-                                      for k in kernels]}, indent=1))
+        print(json.dumps({**report, "kernels": [{k: v for k, v in kern.items()
+                                                 if k not in ("source", "ptx", "sass")}
+                                                for kern in kernels]}, indent=1))
         return 0
     for k in kernels:
-        print(f"{k.name} ({k.phase}): flops {_at_batch(k.flops, args.batch)}, "
-              f"bytes {_at_batch(k.bytes, args.batch)}")
-        for node in k.nodes:
+        extra = ""
+        if "registers" in k:
+            extra = (f"; {args.arch}: {k['registers']} registers, {k['shared']} B shared, "
+                     f"{k['local']} B local")
+        if "roofline_us" in k:
+            extra += f"; model H100 time {k['roofline_us']:.3g} us"
+        print(f"{k['name']} ({k['phase']}): flops {k['flops']}, bytes {k['bytes']}{extra}")
+        for node in k["nodes"]:
             print(f"    {node}")
-        if args.source:
-            print(k.source)
+        for field in ("source", "ptx", "sass"):
+            if getattr(args, field, False) and field in k:
+                print(k[field])
+    print(f"bytes per training step: {report['bytes_fused']} fused into {report['kernel_count']} "
+          f"kernels, {report['bytes_unfused']} at one kernel per op ({report['op_count']} ops)")
     return 0
 
 

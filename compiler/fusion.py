@@ -88,11 +88,13 @@ def kernel_name(index, members):
     return f"k{index}_" + "_".join(ops[:4])
 
 
-def partition(graph, forward_nodes):
+def partition(graph, forward_nodes, predict_nodes=()):
     """The kernels of ``graph`` in execution order.
 
-    ``forward_nodes`` marks the nodes of the forward pass; the rest are backward.
+    ``forward_nodes`` marks the nodes of the forward pass (the rest are ``backward``);
+    of those, the ones ``predict_nodes`` does not hold compute the ``loss``.
     """
+    predict_nodes = set(predict_nodes)
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
     users = users_of(graph.nodes)
     outputs = set(graph.outputs.values())
@@ -122,8 +124,9 @@ def partition(graph, forward_nodes):
     kernels = []
     for n in nodes:
         if owner[n] is n:
-            k = Kernel(len(kernels), members[n], "forward" if n in forward_nodes else "backward",
-                       reasons[n])
+            phase = ("backward" if n not in forward_nodes else
+                     "forward" if n in predict_nodes or not predict_nodes else "loss")
+            k = Kernel(len(kernels), members[n], phase, reasons[n])
             seen = set(k.members)
             for m in k.members:
                 for i in m.inputs:

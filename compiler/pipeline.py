@@ -47,10 +47,14 @@ def forward_nodes(model):
     return set(toposort([model.loss, *model.outputs.values(), *model.metrics.values()]))
 
 
+def predict_nodes(model):
+    return set(toposort(list(model.outputs.values())))
+
+
 def generate(model, backend="numpy", dtype="float32", source_name=None):
     """``(graph, kernels, source text)`` for ``model`` without writing anything."""
     graph = training_graph(model)
-    kernels = partition(graph, forward_nodes(model))
+    kernels = partition(graph, forward_nodes(model), predict_nodes(model))
     module = NumpyModule(model, graph, kernels, dtype, source_name or _source_name(model))
     return graph, kernels, module.source()
 
@@ -73,7 +77,7 @@ def module_path(model, kind, backend, dtype):
         print(graph.format(), file=sys.stderr)
 
     def build():
-        kernels = partition(graph, forward_nodes(model))
+        kernels = partition(graph, forward_nodes(model), predict_nodes(model))
         module = TritonModule if backend == "triton" else NumpyModule
         source = module(model, graph, kernels, dtype, _source_name(model), kind).source()
         if config.debug_level() >= 4:

@@ -22,10 +22,23 @@ from compiler.shapes import fmt, free_symbols
 INF = 'float("inf")'
 
 
+class Operands(list):
+    """The buffers a kernel reads, named ``<prefix>0``, ``<prefix>1``, ..."""
+
+    def __init__(self, prefix="v"):
+        super().__init__()
+        self.prefix = prefix
+
+
 class TritonModule(NumpyModule):
     """Everything needed to print the Triton module of one compiled model."""
 
     precision = "ieee"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pointers = {}
+        self._operand_nodes = {}
 
     # -- operands: buffers read through strided views ---------------------------------
     def _operand(self, node, members, operands, shapes_used):
@@ -47,7 +60,8 @@ class TritonModule(NumpyModule):
                 view = base
         else:
             view = self.names.of[node]
-        name = f"v{len(operands)}"
+        name = f"{operands.prefix}{len(operands)}"
+        self._operand_nodes[name] = node
         other = "0" if node.dtype == "int" else "0.0"
         operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
                          "view": view, "other": other})
@@ -103,6 +117,7 @@ class TritonModule(NumpyModule):
             source = self._reduction(k, heavy, top, shapes_used, context)
         else:
             source, random = self._elementwise(k, top, shapes_used, context, extra_host)
+        self.pointers[k.name] = self._pointer_types(source, k)
         args = [self.names.of[i] for i in k.inputs]
         args += [self.names.of[("sym", s)] for s in sorted(shapes_used) if ("sym", s) in self.names.of]
         scalars = [a for a in args if ("sym", a) in self.names.of]
@@ -112,6 +127,20 @@ class TritonModule(NumpyModule):
             args.append("rng")
         self.kernel_args[k] = args
         return source.replace("__ARGS__", ", ".join(args + ["out=None"]))
+
+    def _pointer_types(self, source, k):
+        """Each pointer argument's Triton type, for compiling ahead of time."""
+        float_ptr = "*fp64" if self.dtype == "float64" else "*fp32"
+        types = {}
+        for name, node in self._operand_nodes.items():
+            types[f"{name}_ptr"] = {"int": "*i64", "bool": "*i1"}.get(node.dtype, float_ptr)
+        root = k.root.inputs[0] if k.root.op == "reshape" and k.root.inputs[0] in k.members else k.root
+        types["out_ptr"] = {"int": "*i64", "bool": "*i1"}.get(root.dtype, float_ptr)
+        for name in ("a_ptr", "b_ptr"):
+            if f"{name}," in source:
+                types[name] = float_ptr
+        self._operand_nodes = {}
+        return types
 
     @staticmethod
     def _with_scalars(source, scalars, float_type):
@@ -123,7 +152,7 @@ class TritonModule(NumpyModule):
                      .replace("#__SCALAR_CASTS__\n", casts)
 
     def _elementwise(self, k, top, shapes_used, context, host):
-        operands = []
+        operands = Operands()
         random = top.op == "dropout"
         dims = list(range(len(top.shape)))
         extra_args, extra_values, body = [], [], []
@@ -131,6 +160,7 @@ class TritonModule(NumpyModule):
             labels = top.inputs[0]
             operands.append({"node": labels, "symbol": sympy.Symbol("v0"), "name": "v0",
                              "view": f"{self.names.of[labels]}.unsqueeze(-1)", "other": "0"})
+            self._operand_nodes["v0"] = labels
             body.append(f"result = tl.where(v0 == i{dims[-1]}, 1.0, 0.0)")
         elif random:
             x = self._operand(top.inputs[0], k.members, operands, shapes_used)
@@ -157,10 +187,10 @@ class TritonModule(NumpyModule):
         return source, random
 
     def _matmul(self, k, mm, top, shapes_used, context):
-        a_op, b_op = [], []
+        a_op, b_op = Operands("a"), Operands("b")
         self._operand(mm.inputs[0], k.members, a_op, shapes_used)
         self._operand(mm.inputs[1], k.members, b_op, shapes_used)
-        operands = []
+        operands = Operands()
         exprs = self._exprs(k.members, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
         value = self._value(top, exprs, k.members, operands, shapes_used)
         acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
@@ -177,17 +207,13 @@ class TritonModule(NumpyModule):
                 upstream.add(n)
                 stack.extend(n.inputs)
         prologue = [m for m in k.members if m in upstream]
-        operands = []
+        operands = Operands()
         pro = self._exprs(prologue, set(), operands, shapes_used)
         v = self._value(source_node, pro, k.members, operands, shapes_used)
-        epilogue_ops = []
+        epilogue_ops = Operands("e")
         rest = [m for m in k.members if m not in upstream]
         epi = self._exprs(rest, set(), epilogue_ops, shapes_used, sympy.Symbol("total"), red)
         out_value = self._value(top, epi, k.members, epilogue_ops, shapes_used)
-        for o in epilogue_ops:
-            o["name"] = "e" + o["name"][1:]
-        rename = {sympy.Symbol("v" + o["name"][1:]): sympy.Symbol(o["name"]) for o in epilogue_ops}
-        out_value = sympy.sympify(out_value).xreplace(rename)
         axes, keep = red.attr("axes"), red.attr("keepdims")
         S = red.inputs[0].shape
         index, pos = {}, 0
@@ -248,7 +274,8 @@ class TritonModule(NumpyModule):
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
         table = [repr({"name": k.name, "phase": k.phase,
                        "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
-                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)})
+                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes),
+                       "pointers": self.pointers[k.name]})
                  for k in self.kernels]
         return render("triton/module.py.jinja", version=VERSION, source=self.source_name,
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),

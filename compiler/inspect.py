@@ -1,0 +1,80 @@
+"""What ``gradc inspect`` reports: each kernel's nodes, flops and bytes, compiled resources,
+and the memory traffic of a training step fused against one kernel per op.
+
+The traffic model counts each kernel reading its inputs once and writing its result
+once; "one kernel per op" (what an eager framework does) counts every op that
+computes something doing the same on its own.  Both include the optimizer update
+(parameters and gradients read, parameters written).  With ``gpu="h100"`` each kernel
+gets a roofline time, max(flops / peak, bytes / bandwidth): a model, not a measurement.
+"""
+import inspect as _inspect
+
+import sympy
+
+from compiler import cost
+from compiler.flops import reverse_mode_graph
+from compiler.fusion import partition
+from compiler.graph import toposort
+from compiler.ops.registry import OPS
+from compiler.shapes import numel
+from runtime.loader import load_module
+
+H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32: 495e12)
+
+
+def _value(x, batch):
+    x = sympy.sympify(x)
+    if batch is not None:
+        x = x.subs({s: batch for s in x.free_symbols})
+    return int(x) if x.is_Integer else (float(x) if x.is_number else str(x))
+
+
+def traffic(model, dtype="float32"):
+    """``(fused bytes, kernel count, unfused bytes, op count)`` for loss, gradients and update."""
+    graph = reverse_mode_graph(model)
+    forward = set(toposort([model.loss]))
+    kernels = partition(graph, forward)
+    fused = sum((cost.kernel_cost(k, dtype).bytes for k in kernels), sympy.S.Zero)
+    ops = [n for n in graph.nodes if OPS[n.op].kind != "leaf" and n.op not in cost.FREE]
+    unfused = sympy.S.Zero
+    for n in ops:
+        unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if i.op != "const"), sympy.S.Zero)
+        unfused += cost.nbytes(n, dtype)
+    update = 3 * sum((cost.nbytes(p, dtype) for p in model.params), sympy.S.Zero)
+    return sympy.expand(fused + update), len(kernels) + 1, sympy.expand(unfused + update), len(ops) + 1
+
+
+def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), arch="sm_90",
+                  gpu=None):
+    """A dict: ``kernels`` (name, phase, nodes, flops, bytes, source[, resources]) and totals."""
+    from compiler.pipeline import module_path
+
+    path = module_path(model, "training", backend, dtype)
+    module = load_module(path)
+    compiled = {}
+    if aot:
+        from compiler.aot import compile_in_subprocess
+
+        want = tuple(dict.fromkeys(["resources", *aot]))
+        compiled = compile_in_subprocess(path, arch, want)
+    kernels = []
+    for k in module.KERNELS:
+        fn = getattr(module, k["name"])
+        entry = {"name": k["name"], "phase": k["phase"], "nodes": list(k["nodes"]),
+                 "flops": _value(k["flops"], batch), "bytes": _value(k["bytes"], batch),
+                 "source": _inspect.getsource(fn)}
+        if backend == "triton":
+            kernel = getattr(module, f"{k['name']}_kernel").fn
+            entry["source"] = _inspect.getsource(kernel) + "\n\n" + entry["source"]
+        entry.update(compiled.get(k["name"], {}))
+        if gpu and batch is not None:
+            seconds = max(entry["flops"] / H100["flops_per_s"], entry["bytes"] / H100["bytes_per_s"])
+            entry["roofline_us"] = seconds * 1e6
+        kernels.append(entry)
+    for rule in module.OPTIMIZERS:
+        if f"update_{rule}" in compiled:
+            kernels.append({"name": f"update_{rule}", "phase": "update", "nodes": [],
+                            "flops": None, "bytes": None, **compiled[f"update_{rule}"]})
+    fused, n_kernels, unfused, n_ops = traffic(model, dtype)
+    return {"path": str(path), "kernels": kernels, "bytes_fused": _value(fused, batch),
+            "bytes_unfused": _value(unfused, batch), "kernel_count": n_kernels, "op_count": n_ops}
