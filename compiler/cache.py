@@ -1,14 +1,15 @@
 """The on-disk cache of generated modules, keyed by a content hash.
 
-The key covers the compiler version, every template's contents, the options and
-the full text of the optimised graph (with source lines), so anything that could
-change the generated source changes the key.  Files are written atomically (a
+The key covers the compiler version and source, every template's contents, the
+options and the full text of the optimised graph (with source lines), so anything
+that could change the generated source changes the key.  Files are written atomically (a
 temporary file in the same directory, fsync, rename), so processes compiling the
 same model at once each leave the one complete file.  Each module's first line
 carries the sha256 of the rest: a truncated or altered module is detected on the
 next compile and regenerated.  A cache directory that cannot be written falls
 back to a private temporary one, with a warning.
 """
+import functools
 import hashlib
 import os
 import sys
@@ -21,9 +22,20 @@ from compiler.config import VERSION, cache_dir
 CHECKSUM = "# gradc-sha256: "
 
 
+@functools.lru_cache(maxsize=None)
+def compiler_digest():
+    """A hash of the compiler's own source, so a changed compiler never reuses old modules."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(graph_text, options):
     h = hashlib.sha256()
-    for part in (VERSION, templates_digest(), repr(sorted(options.items())), graph_text):
+    for part in (VERSION, compiler_digest(), templates_digest(), repr(sorted(options.items())),
+                 graph_text):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()

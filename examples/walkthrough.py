@@ -2,12 +2,14 @@
 
 In the spirit of JAX's "autodidax": build a tiny model, look at its graph,
 differentiate it (graph in, graph out), see which derivative rules sympy produced,
-look at the fused kernels and the numpy module they become, count what it costs,
+look at the fused kernels and the numpy and Triton code they become, count what it costs,
 check it against finite differences, and train.
 
 Run it:  python examples/walkthrough.py
 """
 import numpy as np
+
+import inspect
 
 from compiler import Graph, Input, Model, compile, nn, ops as F
 from compiler.autodiff import gradient_graph
@@ -52,6 +54,13 @@ def main(argv=None):
     print(f"  {prog.path}")
     print(prog.kernels[0].source)
     print(next(k for k in prog.kernels if k.phase == "backward").source)
+
+    section("5b. The same kernel for the GPU: a Triton kernel printed from the same sympy body")
+    from compiler.pipeline import module_path
+    from runtime.loader import load_module
+
+    triton_module = load_module(module_path(model, "training", "triton", "float32"))
+    print(inspect.getsource(triton_module.k0_matmul_add_tanh_kernel.fn))
 
     section("6. What it costs: gradc flops")
     rows = evaluate(compare(model), batch=32)

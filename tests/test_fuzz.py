@@ -1,8 +1,9 @@
 """Property-based fuzzing: random graphs of primitives against finite differences.
 
 Random DAGs over shapes that broadcast against (m, n): reverse-mode gradients must
-equal central finite differences in float64, and forward mode must equal reverse mode
-(the jvp along v is the dot product of the gradient with v).  A modest number of
+equal central finite differences in float64, forward mode must equal reverse mode
+(the jvp along v is the dot product of the gradient with v), and the Triton backend
+(in its CPU interpreter) must compute what the numpy backend computes.  A modest number of
 examples runs by default; ``pytest -m slow`` runs thousands.
 """
 import numpy as np
@@ -11,6 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler import Input, Model, Param, compile, ops as F
+
+try:
+    import triton  # noqa: F401
+
+    TRITON = True
+except ImportError:  # the numpy checks still run
+    TRITON = False
 
 # Smooth ops only: finite differences cannot be trusted at kinks (relu, abs, max).
 UNARY = {
@@ -91,6 +99,12 @@ def check(case):
     _, directional = prog.jvp(params, batch, vector)
     dot = sum(float(np.sum(grads[k] * vector[k])) for k in params)
     assert abs(directional - dot) <= 1e-9 * max(1.0, abs(dot))
+    if TRITON:  # the Triton backend, in its CPU interpreter, computes the same
+        t_loss, t_grads = compile(model, backend="triton", dtype="float64").loss_and_grad(params, batch)
+        assert abs(t_loss - loss) <= 1e-9 * max(1.0, abs(loss))
+        for k in grads:
+            scale = max(1.0, float(np.max(np.abs(grads[k]), initial=0.0)))
+            assert float(np.max(np.abs(t_grads[k] - grads[k]), initial=0.0)) <= 1e-9 * scale, k
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,6 +8,8 @@ transpose swaps strides, a reshape of a buffer is a view, so no copy is made on 
 host.  Bodies are printed from sympy by ``TritonPrinter``.  The host wrappers carry
 the numpy kernels' names and arguments, so the entry points are shared.
 """
+import re
+
 import sympy
 
 from compiler import cost
@@ -120,7 +122,10 @@ class TritonModule(NumpyModule):
         self.pointers[k.name] = self._pointer_types(source, k)
         args = [self.names.of[i] for i in k.inputs]
         args += [self.names.of[("sym", s)] for s in sorted(shapes_used) if ("sym", s) in self.names.of]
-        scalars = [a for a in args if ("sym", a) in self.names.of]
+        device_code = [line for line in source.split(f"\ndef {k.name}(")[0].splitlines()
+                       if not line.strip().startswith("#")]
+        scalars = [a for a in args if ("sym", a) in self.names.of
+                   and any(re.search(rf"\b{a}\b", line) for line in device_code)]
         source = self._with_scalars(source, scalars, "tl.float64" if self.dtype == "float64"
                                     else "tl.float32")
         if random:
