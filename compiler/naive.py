@@ -20,6 +20,7 @@ import sympy
 from compiler.graph import toposort
 from compiler.ops import scalar as S
 from compiler.ops.registry import OPS
+from compiler.symbolic import split_mul
 from runtime.errors import GradcError
 
 FUNCTION_FLOPS = {sympy.exp: 1, sympy.log: 1, sympy.sin: 1, sympy.cos: 1, sympy.tanh: 1,
@@ -102,17 +103,6 @@ def scalarize(model, sizes, labels_seed=0):
     return sympy.sympify(values[model.loss].item()), symbols
 
 
-def _split_mul(e):
-    coeff, factors = e.as_coeff_mul()
-    num, den = [], []
-    for f in factors:
-        if f.is_Pow and f.exp.is_number and f.exp.is_negative:
-            den.append(f.base if f.exp == -1 else f.base ** (-f.exp))
-        else:
-            num.append(f)
-    return coeff, num, den
-
-
 def _own_flops(e):
     """Flops of the top operation of ``e`` and the subexpressions it applies to."""
     if e.is_Atom:
@@ -120,7 +110,7 @@ def _own_flops(e):
     if e.is_Add:
         return len(e.args) - 1, list(e.args)
     if e.is_Mul:
-        coeff, num, den = _split_mul(e)
+        coeff, num, den = split_mul(e)
         # a*b/c: one multiply per extra factor, one divide per denominator; a sign is free
         count = max(len(num) - 1, 0) + len(den) + (1 if abs(coeff) != 1 else 0)
         return count, num + den

@@ -92,7 +92,7 @@ def elementwise_jvp(node, tangents):
     return to_graph(expr, env)
 
 
-def _split_mul(e):
+def split_mul(e):
     """``(coefficient, numerator factors, denominator factors)`` of a product."""
     coeff, factors = e.as_coeff_mul()
     num, den = [], []
@@ -117,7 +117,7 @@ def _children(e, env):
         plus, minus = _split_add(e)
         return plus + minus
     if e.is_Mul:
-        _, num, den = _split_mul(e)
+        _, num, den = split_mul(e)
         return num + den
     if e.is_Pow:
         if e.exp.is_number and e.exp.is_negative:
@@ -156,7 +156,7 @@ def _build(e, memo):
             acc = F.neg(memo[t]) if acc is None else F.sub(acc, memo[t])
         return acc
     if e.is_Mul:
-        coeff, num, den = _split_mul(e)
+        coeff, num, den = split_mul(e)
         factors = [memo[f] for f in num]
         if abs(coeff) != 1 or not factors:
             factors.insert(0, constant(abs(coeff)))
