@@ -114,26 +114,25 @@ class TritonModule(NumpyModule):
                        out_shape=shape_code(root.shape))
         extra_host, random = [], False
         if heavy is not None and heavy.op == "matmul":
-            source = self._matmul(k, heavy, top, shapes_used, context)
+            template, ctx = self._matmul(k, heavy, top, shapes_used)
         elif heavy is not None:
-            source = self._reduction(k, heavy, top, shapes_used, context)
+            template, ctx = self._reduction(k, heavy, top, shapes_used)
         else:
-            source, random = self._elementwise(k, top, shapes_used, context, extra_host)
-        self.pointers[k.name] = self._pointer_types(source, k)
+            template, ctx, random = self._elementwise(k, top, shapes_used, extra_host)
+        self.pointers[k.name] = self._pointer_types(template, k)
         args = [self.names.of[i] for i in k.inputs]
         args += [self.names.of[("sym", s)] for s in sorted(shapes_used) if ("sym", s) in self.names.of]
-        device_code = [line for line in source.split(f"\ndef {k.name}(")[0].splitlines()
-                       if not line.strip().startswith("#")]
+        device_code = ctx["body"] + ctx.get("epilogue_body", [])
         scalars = [a for a in args if ("sym", a) in self.names.of
                    and any(re.search(rf"\b{a}\b", line) for line in device_code)]
-        source = self._with_scalars(source, scalars, "tl.float64" if self.dtype == "float64"
-                                    else "tl.float32")
         if random:
             args.append("rng")
         self.kernel_args[k] = args
-        return source.replace("__ARGS__", ", ".join(args + ["out=None"]))
+        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        return render(template, args=args + ["out=None"], scalars=scalars, float_type=float_type,
+                      **context, **ctx)
 
-    def _pointer_types(self, source, k):
+    def _pointer_types(self, template, k):
         """Each pointer argument's Triton type, for compiling ahead of time."""
         float_ptr = "*fp64" if self.dtype == "float64" else "*fp32"
         types = {}
@@ -141,22 +140,12 @@ class TritonModule(NumpyModule):
             types[f"{name}_ptr"] = {"int": "*i64", "bool": "*i1"}.get(node.dtype, float_ptr)
         root = k.root.inputs[0] if k.root.op == "reshape" and k.root.inputs[0] in k.members else k.root
         types["out_ptr"] = {"int": "*i64", "bool": "*i1"}.get(root.dtype, float_ptr)
-        for name in ("a_ptr", "b_ptr"):
-            if f"{name}," in source:
-                types[name] = float_ptr
+        if template == "triton/matmul.py.jinja":
+            types["a_ptr"] = types["b_ptr"] = float_ptr
         self._operand_nodes = {}
         return types
 
-    @staticmethod
-    def _with_scalars(source, scalars, float_type):
-        """Shape symbols (``B``) as kernel arguments, used as floats of the kernel's dtype."""
-        casts = "".join(f"    {s} = {s}.to({float_type})  # a size, used in arithmetic\n"
-                        for s in scalars)
-        return source.replace("#__SCALAR_PARAMS__\n", "".join(f"    {s},\n" for s in scalars)) \
-                     .replace("__SCALAR_VALUES__", "".join(f"{s}, " for s in scalars)) \
-                     .replace("#__SCALAR_CASTS__\n", casts)
-
-    def _elementwise(self, k, top, shapes_used, context, host):
+    def _elementwise(self, k, top, shapes_used, host):
         operands = Operands()
         random = top.op == "dropout"
         dims = list(range(len(top.shape)))
@@ -185,13 +174,12 @@ class TritonModule(NumpyModule):
                 text = f"tl.zeros([BLOCK], tl.float32) + ({text})"
             body.append(f"result = {text}")
         out_dtype = {"bool": "torch.bool", "int": "torch.int64"}.get(top.dtype, "DTYPE")
-        source = render("triton/elementwise.py.jinja", operands=operands, dims=dims, body=body,
-                        space=shape_code(top.shape), space_text=fmt(top.shape),
-                        extra_args=extra_args, extra_values=extra_values, host=host,
-                        args=["__ARGS__"], out_dtype=out_dtype, **context)
-        return source, random
+        return "triton/elementwise.py.jinja", dict(
+            operands=operands, dims=dims, body=body, space=shape_code(top.shape),
+            space_text=fmt(top.shape), extra_args=extra_args, extra_values=extra_values, host=host,
+            out_dtype=out_dtype), random
 
-    def _matmul(self, k, mm, top, shapes_used, context):
+    def _matmul(self, k, mm, top, shapes_used):
         a_op, b_op = Operands("a"), Operands("b")
         self._operand(mm.inputs[0], k.members, a_op, shapes_used)
         self._operand(mm.inputs[1], k.members, b_op, shapes_used)
@@ -199,11 +187,11 @@ class TritonModule(NumpyModule):
         exprs = self._exprs(k.members, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
         value = self._value(top, exprs, k.members, operands, shapes_used)
         acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
-        return render("triton/matmul.py.jinja", operands=operands, body=[f"result = {print_triton(value, self.dtype)}"],
-                      a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=acc,
-                      space_text=fmt(mm.shape), args=["__ARGS__"], **context)
+        return "triton/matmul.py.jinja", dict(
+            operands=operands, body=[f"result = {print_triton(value, self.dtype)}"],
+            a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=acc, space_text=fmt(mm.shape))
 
-    def _reduction(self, k, red, top, shapes_used, context):
+    def _reduction(self, k, red, top, shapes_used):
         source_node = red.inputs[0]
         upstream, stack = set(), [source_node]
         while stack:
@@ -243,13 +231,12 @@ class TritonModule(NumpyModule):
                       {"init": "0.0", "combine": "acc + tl.where(rmask, tl.exp(v - m), 0.0)",
                        "result": "total = tl.log(tl.sum(acc, 0)) + m"}]
         shapes_used.update(free_symbols(S))
-        return render("triton/reduction.py.jinja", operands=operands, epilogue=epilogue_ops,
-                      dims=list(range(len(S))), out_dims=list(range(len(red.shape))),
-                      reduced=list(axes), index=index, passes=passes, acc_dtype=acc,
-                      body=[f"v = {print_triton(v, self.dtype)}"],
-                      epilogue_body=[f"result = {print_triton(out_value, self.dtype)}"],
-                      space=shape_code(S), space_text=fmt(S), out_text=fmt(red.shape),
-                      reduced_shape=shape_code(red.shape), args=["__ARGS__"], **context)
+        return "triton/reduction.py.jinja", dict(
+            operands=operands, epilogue=epilogue_ops, dims=list(range(len(S))),
+            out_dims=list(range(len(red.shape))), reduced=list(axes), index=index, passes=passes,
+            acc_dtype=acc, body=[f"v = {print_triton(v, self.dtype)}"],
+            epilogue_body=[f"result = {print_triton(out_value, self.dtype)}"], space=shape_code(S),
+            space_text=fmt(S), out_text=fmt(red.shape), reduced_shape=shape_code(red.shape))
 
     # -- the rest of the module ----------------------------------------------------------
     def value_of(self, node):
