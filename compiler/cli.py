@@ -100,6 +100,8 @@ def _parser():
                    help="stop after PATIENCE epochs without a better validation loss")
     t.add_argument("--seed", type=int, default=0, help="seed for data, init, shuffling, dropout")
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
+                   help="numpy (default) or triton (a GPU, or TRITON_INTERPRET=1 on the CPU)")
     t.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
     t.add_argument("--checkpoint", metavar="PATH", help="save a checkpoint here every epoch "
                    "(see --checkpoint-every)")
@@ -175,7 +177,7 @@ def cmd_train(args):
     out = _writable_dir(args.out) if args.out else None
     if args.plot:
         _writable_dir(Path(args.plot).parent)
-    prog = compile(ns["model"], dtype=args.dtype)
+    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype)
     data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
     hist = train(prog, data, seed=args.seed, quiet=args.quiet, checkpoint=args.checkpoint,
                  checkpoint_every=args.checkpoint_every, resume=args.resume, **settings)

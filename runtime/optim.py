@@ -33,7 +33,7 @@ class Optimizer:
         return {s: self._initial(s, params) for s in self.state}
 
     def _initial(self, name, like):
-        return np.zeros_like(like)
+        return np.zeros_like(like) if isinstance(like, np.ndarray) else like.new_zeros(like.shape)
 
     def hyper(self, step, lr):
         """Arguments of the update kernel for step ``step`` (1-based) at learning rate ``lr``."""
@@ -92,7 +92,9 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = float(initial_accumulator_value)
 
     def _initial(self, name, like):
-        return np.full_like(like, self.initial_accumulator_value)
+        if isinstance(like, np.ndarray):
+            return np.full_like(like, self.initial_accumulator_value)
+        return like.new_full(like.shape, self.initial_accumulator_value)
 
     def hyper(self, step, lr):
         return {"lr": lr / (1 + (step - 1) * self.lr_decay), "wd": self.weight_decay, "eps": self.eps}

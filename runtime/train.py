@@ -135,11 +135,13 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
         raise GradcError("resume needs a checkpoint path")
 
     params = prog.check_params(prog.init_params(seed) if params is None else params)
-    flat, params = flat_parameters(prog, params)
-    flat_grads, grads = flat_parameters(prog, None)
+    on_device = prog.backend == "triton"  # buffers as torch tensors on the GPU (or interpreter)
+    flat, params = flat_parameters(prog, params, on_device)
+    flat_grads, grads = flat_parameters(prog, None, on_device)
     state = opt.init_state(flat)
+    device_arrays = _to_device(arrays) if on_device else arrays
     rng = np.random.default_rng(seed)
-    hist = History(params=params, initial_loss=prog.evaluate(params, arrays)["loss"])
+    hist = History(params=params, initial_loss=prog.evaluate(_host(params), arrays)["loss"])
     run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0)
     if resume:
         _restore(checkpoint, prog, opt, params, state, rng, hist, run)
@@ -154,9 +156,11 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
 
             if shuffle:
                 order = rng.permutation(n)
-                data_now = {k: v[order] for k, v in arrays.items()}
+                if on_device:
+                    order = _to_device(order)
+                data_now = {k: v[order] for k, v in device_arrays.items()}
             else:
-                data_now = arrays
+                data_now = device_arrays
             losses, sums = prog.module.train_epoch(params, data_now, batch_size, grads,
                                                    step_update, seed, run.step)
             hist.step_losses.extend(losses)
@@ -172,7 +176,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
             postfix = {"loss": f"{hist.epoch_losses[-1]:.4g}"}
             stop = False
             if val is not None:
-                _record_validation(prog, params, val, hist)
+                _record_validation(prog, _host(params), val, hist)
                 postfix["val"] = f"{hist.val_losses[-1]:.4g}"
                 stop = _early_stopping(hist, params, run, early_stopping)
             bar.set_postfix(postfix, refresh=False)
@@ -185,21 +189,44 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                 break
     if early_stopping is not None and run.best is not None:
         for k, v in run.best.items():
-            params[k][...] = v
+            _assign(params[k], v)
+    if on_device:
+        hist.params = _host(params)
     return hist
 
 
-def flat_parameters(prog, params):
+def _to_device(value):
+    from runtime.tkernels import to_device
+
+    return to_device(value)
+
+
+def _host(arrays):
+    """numpy arrays (views for the numpy backend, copies of device tensors otherwise)."""
+    return {k: v if isinstance(v, np.ndarray) else v.detach().cpu().numpy() for k, v in arrays.items()}
+
+
+def _assign(dst, src):
+    if isinstance(dst, np.ndarray):
+        dst[...] = src
+    else:
+        dst.copy_(_to_device(np.asarray(src)))
+
+
+def flat_parameters(prog, params, on_device=False):
     """One flat buffer holding every parameter, and a dict of views into it (PARAM_NAMES order).
 
-    With ``params`` None the buffer is left uninitialised (for gradients)."""
+    With ``params`` None the buffer is left uninitialised (for gradients); with
+    ``on_device`` it is a torch tensor for the Triton backend."""
     sizes = [int(np.prod(shape)) for shape, _ in prog.param_specs.values()]
     flat = np.empty(sum(sizes), dtype=prog.dtype)
+    if on_device:
+        flat = _to_device(flat)
     views, offset = {}, 0
     for (name, (shape, _)), size in zip(prog.param_specs.items(), sizes):
-        views[name] = flat[offset:offset + size].reshape(shape)
+        views[name] = flat[offset:offset + size].reshape(tuple(shape))
         if params is not None:
-            views[name][...] = params[name]
+            _assign(views[name], params[name])
         offset += size
     return flat, views
 
@@ -223,7 +250,7 @@ def _record_validation(prog, params, val, hist):
 def _early_stopping(hist, params, run, patience):
     if hist.val_losses[-1] < run.best_loss:
         run.best_loss, run.since_best = hist.val_losses[-1], 0
-        run.best = {k: v.copy() for k, v in params.items()}
+        run.best = {k: v.copy() for k, v in _host(params).items()}
         hist.best_epoch = run.epoch
     else:
         run.since_best += 1
@@ -236,7 +263,7 @@ def _save(path, prog, opt, params, state, rng, hist, run, seed):
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
               "since_best": run.since_best, "optimizer": repr(opt)}
     extra = {"__best__": run.best} if run.best is not None else {}
-    ckpt.save(path, params, {"__optimizer__": state, **extra}, record)
+    ckpt.save(path, _host(params), {"__optimizer__": _host(state), **extra}, record)
 
 
 def _restore(path, prog, opt, params, state, rng, hist, run):
@@ -244,10 +271,10 @@ def _restore(path, prog, opt, params, state, rng, hist, run):
     if record.get("signature") != signature(prog, opt):
         raise CheckpointError(f"checkpoint {path} belongs to a different model or optimizer")
     for k, v in saved_params.items():
-        params[k][...] = v
+        _assign(params[k], v)
     run.best = saved_state.pop("__best__", None)
     for name, buffer in saved_state.get("__optimizer__", {}).items():
-        state[name][...] = buffer
+        _assign(state[name], buffer)
     rng.bit_generator.state = record["rng"]
     run.step, run.epoch = record["step"], record["epoch"]
     run.best_loss = record["best_loss"] if record["best_loss"] is not None else math.inf

@@ -205,3 +205,25 @@ def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
 
     seed = inspect_model(example("seed_regression")["model"], batch=128)
     assert seed["bytes_fused"] <= seed["bytes_unfused"] / 2
+
+
+def test_training_on_triton_follows_numpy(tmp_path):
+    from runtime import train
+
+    ns = example("logistic_binary")
+    data = {k: v[:96] for k, v in ns["data"]().items()}
+    prog, tprog = both(ns["model"], "float64")
+    kwargs = dict(optimizer="adam", lr=0.02, epochs=2, batch_size=32, quiet=True, val_fraction=0.25,
+                  checkpoint=tmp_path / "t.ckpt")
+    a, b = train(prog, data, **kwargs), train(tprog, data, **kwargs)
+    assert rel_err(a.step_losses, b.step_losses) <= 1e-9
+    assert a.metrics["val_accuracy"] == b.metrics["val_accuracy"]
+    for k in a.params:
+        assert rel_err(a.params[k], b.params[k]) <= 1e-9
+    resumed = train(tprog, data, **{**kwargs, "epochs": 3, "resume": True})
+    assert resumed.step_losses[:len(b.step_losses)] == b.step_losses
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "compiler", "train", str(ROOT / "examples" / "logistic_binary.py"),
+                          "--backend", "triton", "--epochs", "1", "--quiet"], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
