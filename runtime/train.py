@@ -129,7 +129,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
         _check_int("early-stopping patience", early_stopping, 1)
         if val is None:
             raise GradcError("early stopping needs validation data (val_fraction or val_data)")
-    if batch_size > n:
+    if arrays and batch_size > n:  # (a model without inputs takes one step per epoch)
         raise DataError(f"batch size {batch_size} is larger than the data ({n} examples)")
     if resume and checkpoint is None:
         raise GradcError("resume needs a checkpoint path")

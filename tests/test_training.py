@@ -236,3 +236,14 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     params, _, record = load(path)
     assert all(np.all(np.isfinite(v)) for v in params.values())
     assert record["epoch"] >= 1
+
+
+def test_a_model_without_inputs_trains_one_step_per_epoch():
+    from compiler import Param
+
+    x, y = Param("x", (), init="zeros"), Param("y", (), init="zeros")
+    rosenbrock = (1 - x) ** 2 + 100.0 * (y - x ** 2) ** 2
+    prog = compile(Model([], {"f": rosenbrock}, rosenbrock), dtype="float64")
+    hist = train(prog, {}, optimizer="adam", lr=0.05, epochs=2000, quiet=True)
+    assert len(hist.step_losses) == 2000
+    assert abs(float(hist.params["x"]) - 1) < 1e-3 and abs(float(hist.params["y"]) - 1) < 2e-3
