@@ -175,7 +175,7 @@ def _build(e, memo):
         return F.heaviside(memo[e.args[0]], e.args[1])
     op = _FUNCTION_OPS.get(e.func)
     if op is None:
-        raise NotImplementedError(f"no graph op for sympy {e.func}")
+        raise TypeError(f"gradc has no graph op for the sympy function {e.func}")
     return getattr(F, op)(*[memo[a] for a in e.args])
 
 
