@@ -227,16 +227,8 @@ def _save_npz(path, arrays):
             os.unlink(tmp)
 
 
-def _at_batch(formula, batch):
-    import sympy
-
-    value = sympy.sympify(formula)
-    if batch is not None:
-        value = value.subs({s: batch for s in value.free_symbols})
-    return int(value) if value.is_Integer else (str(value) if not value.is_number else float(value))
-
-
 def cmd_flops(args):
+    from compiler.cost import at_batch
     from compiler.flops import LABELS, compare, evaluate
 
     ns = modelfile.load(args.model)
@@ -247,7 +239,7 @@ def cmd_flops(args):
         out = {}
         for key, row in rows.items():
             entry = {"flops": None if row["flops"] is None else
-                     (_at_batch(row["flops"], args.batch) if args.batch is not None
+                     (at_batch(row["flops"], args.batch) if args.batch is not None
                       else str(row["flops"]))}
             if args.batch is not None:
                 entry["formula"] = None if row["flops"] is None else str(row["flops"])

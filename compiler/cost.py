@@ -130,6 +130,15 @@ def matmul_flops(nodes):
     return sympy.expand(sum((node_cost(n).flops for n in nodes if n.op == "matmul"), sympy.S.Zero))
 
 
+def at_batch(formula, batch):
+    """A formula with every size symbol set to ``batch`` (None: unchanged), as a number when
+    it becomes one, else as text."""
+    value = sympy.sympify(formula)
+    if batch is not None:
+        value = value.subs({s: batch for s in value.free_symbols})
+    return int(value) if value.is_Integer else (float(value) if value.is_number else str(value))
+
+
 def fmt(x):
     """A formula as text: ``4*B + 12``."""
     return str(sympy.sympify(x))

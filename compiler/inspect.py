@@ -16,17 +16,9 @@ from compiler.flops import reverse_mode_graph
 from compiler.fusion import partition
 from compiler.graph import toposort
 from compiler.ops.registry import OPS
-from compiler.shapes import numel
 from runtime.loader import load_module
 
 H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32: 495e12)
-
-
-def _value(x, batch):
-    x = sympy.sympify(x)
-    if batch is not None:
-        x = x.subs({s: batch for s in x.free_symbols})
-    return int(x) if x.is_Integer else (float(x) if x.is_number else str(x))
 
 
 def traffic(model, dtype="float32"):
@@ -61,7 +53,8 @@ def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), a
     for k in module.KERNELS:
         fn = getattr(module, k["name"])
         entry = {"name": k["name"], "phase": k["phase"], "nodes": list(k["nodes"]),
-                 "flops": _value(k["flops"], batch), "bytes": _value(k["bytes"], batch),
+                 "flops": cost.at_batch(k["flops"], batch),
+                 "bytes": cost.at_batch(k["bytes"], batch),
                  "source": _inspect.getsource(fn)}
         if backend == "triton":
             kernel = getattr(module, f"{k['name']}_kernel").fn
@@ -76,5 +69,5 @@ def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), a
             kernels.append({"name": f"update_{rule}", "phase": "update", "nodes": [],
                             "flops": None, "bytes": None, **compiled[f"update_{rule}"]})
     fused, n_kernels, unfused, n_ops = traffic(model, dtype)
-    return {"path": str(path), "kernels": kernels, "bytes_fused": _value(fused, batch),
-            "bytes_unfused": _value(unfused, batch), "kernel_count": n_kernels, "op_count": n_ops}
+    return {"path": str(path), "kernels": kernels, "bytes_fused": cost.at_batch(fused, batch),
+            "bytes_unfused": cost.at_batch(unfused, batch), "kernel_count": n_kernels, "op_count": n_ops}

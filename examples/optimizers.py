@@ -9,7 +9,7 @@ Run it:  python examples/optimizers.py
 """
 import numpy as np
 
-from compiler import Model, Param, compile, ops as F
+from compiler import Model, Param, compile
 from runtime import optim
 
 px, py = Param("x", ()), Param("y", ())

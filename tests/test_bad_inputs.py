@@ -1,8 +1,5 @@
 """The bad-input catalogue: every case is one line naming the problem (and the model
 file's line where it comes from there), exit status 2, no traceback, nothing half-written."""
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +8,7 @@ import pytest
 
 from compiler import Input, Model, Param, compile, nn, ops as F
 from runtime.errors import GradcError
+from runner import gradc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,13 +73,6 @@ MODEL_CASES = {
     "unknown training setting": (GOOD + 'training = {"epoch": 3}\n', [], "unknown setting 'epoch'"),
 }
 
-
-def gradc(*args, cwd, interpret=True):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if not interpret:
-        env.pop("TRITON_INTERPRET", None)
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
 
 
 def assert_one_line(out, message, out_dir=None):

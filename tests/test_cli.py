@@ -1,22 +1,15 @@
 """The gradc command line end to end, including its one-line errors."""
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runner import gradc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "seed_regression.py"
 
-
-def gradc(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd or ROOT, env=env, timeout=300)
 
 
 def write(tmp_path, text, name="model.py"):

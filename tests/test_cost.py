@@ -1,21 +1,17 @@
 """Flops and bytes as formulas, the naive baseline, and the seed 003 trace."""
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import sympy
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from compiler import Input, Model, Param, compile, modelfile, nn, ops as F
 from compiler.cost import matmul_flops, node_cost
 from compiler.flops import compare, evaluate, reverse_mode_graph
-from compiler.graph import toposort
 from compiler.shapes import symbol
 from compiler.trace import trace
+from runner import gradc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 B = symbol("B")
@@ -108,11 +104,6 @@ def test_seed_003_trace_reproduces_the_table():
     values = {name: v for name, _, v in t.primal}
     assert round(values["v_1"], 3) == 0.693 and round(values["v_2"], 3) == 10.0
 
-
-def gradc(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def test_flops_and_trace_commands(tmp_path):

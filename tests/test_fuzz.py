@@ -6,6 +6,8 @@ equal central finite differences in float64, forward mode must equal reverse mod
 (in its CPU interpreter) must compute what the numpy backend computes.  A modest number of
 examples runs by default; ``pytest -m slow`` runs thousands.
 """
+import importlib.util
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,12 +15,7 @@ from hypothesis import strategies as st
 
 from compiler import Input, Model, Param, compile, ops as F
 
-try:
-    import triton  # noqa: F401
-
-    TRITON = True
-except ImportError:  # the numpy checks still run
-    TRITON = False
+TRITON = importlib.util.find_spec("triton") is not None  # without it, the numpy checks still run
 
 # Smooth ops only: finite differences cannot be trusted at kinks (relu, abs, max).
 UNARY = {

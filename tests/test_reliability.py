@@ -12,6 +12,7 @@ import numpy as np
 
 from compiler import Input, Model, compile, nn, ops as F
 from compiler.cache import is_intact
+from runner import gradc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = textwrap.dedent("""\
@@ -26,11 +27,6 @@ MODEL = textwrap.dedent("""\
         return {"x": xs, "y": np.sin(xs[:, :1])}
 """)
 
-
-def gradc(*args, env=None, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=300, **kw)
 
 
 def small_model():

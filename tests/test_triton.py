@@ -29,7 +29,6 @@ def assert_same(a, b, tol):
 @pytest.mark.parametrize("row,shapes", CASES, ids=[r.name for r, _ in CASES])
 def test_op_row_triton_matches_numpy(row, shapes):
     prog, params, batch, _ = build(row, shapes)
-    model = None  # build() compiled the numpy program; recompile its model for Triton
     triton_prog = compile(prog_model(row, shapes), backend="triton", dtype="float64")
     assert_same(prog.predict(params, batch)["out"], triton_prog.predict(params, batch)["out"], 1e-12)
     loss, grads = prog.loss_and_grad(params, batch)

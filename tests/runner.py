@@ -1,0 +1,18 @@
+"""Running the ``gradc`` command line in a subprocess, for the CLI tests."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gradc(*args, cwd=None, env=None, interpret=True):
+    """``python -m compiler ARGS`` from ``cwd`` (default: the repository), output captured.
+
+    ``interpret=False`` leaves out TRITON_INTERPRET, as on a machine that did not set it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if not interpret:
+        env.pop("TRITON_INTERPRET", None)
+    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env=env, timeout=300)
