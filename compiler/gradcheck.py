@@ -44,7 +44,9 @@ def _setup(model, data, batch_size, seed):
     rng = np.random.default_rng(seed)
     params = prog.init_params(seed)
     for k in params:  # move off zero-initialised values so every derivative path is exercised
-        params[k] = params[k] + 0.1 * rng.normal(size=params[k].shape)
+        # (np.array: for a 0-d parameter the sum is a numpy scalar, which cannot be perturbed
+        # in place below)
+        params[k] = np.array(params[k] + 0.1 * rng.normal(size=params[k].shape))
     return prog, batch, params, rng
 
 

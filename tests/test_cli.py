@@ -69,6 +69,13 @@ def test_check_passes_on_a_correct_model(tmp_path):
     assert worst < 1e-6
 
 
+def test_check_handles_scalar_parameters():
+    """Regression: 0-d parameters were perturbed on a copy, so every check failed."""
+    out = gradc("check", ROOT / "examples" / "toy_composite.py")
+    assert out.returncode == 0, out.stdout
+    assert float(out.stdout.split("worst relative error")[1].split()[0]) < 1e-6
+
+
 def test_check_order_2_checks_hessian_vector_products(tmp_path):
     out = gradc("check", write(tmp_path, GOOD), "--order", "2")
     assert out.returncode == 0, out.stderr
