@@ -19,8 +19,8 @@ from pathlib import Path
 
 from runtime.errors import GradcError
 
-CONSTEXPRS = {"BLOCK": "BLOCK", "BM": "MM_BLOCK", "BN": "MM_BLOCK", "BK": "MM_BLOCK_K",
-              "BLOCK_R": "RED_BLOCK"}
+CONSTEXPRS = {"BLOCK": "BLOCK", "BLOCK_R": "RED_BLOCK", "BLOCK_M": "CE_BLOCK_M",
+              "BLOCK_C": "CE_BLOCK_C"}
 WIDE = ("key", "threshold")
 
 
@@ -33,12 +33,12 @@ def _tool(name):
     return str(path)
 
 
-def _signature(fn, pointers, module):
+def _signature(fn, pointers, module, tuned):
     signature, constexprs = {}, {}
     for arg in fn.arg_names:
-        if arg in CONSTEXPRS:
+        if arg in tuned or arg in CONSTEXPRS:
             signature[arg] = "constexpr"
-            constexprs[arg] = getattr(module, CONSTEXPRS[arg])
+            constexprs[arg] = tuned[arg] if arg in tuned else getattr(module, CONSTEXPRS[arg])
         elif arg.endswith("_ptr"):
             signature[arg] = pointers.get(arg, "*fp32")
         else:
@@ -62,6 +62,7 @@ def compile_module(path, arch="sm_90", want=("resources",)):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+    from triton.runtime.autotuner import Autotuner
 
     capability = int(arch.replace("sm_", ""))
     spec = importlib.util.spec_from_file_location("gradc_aot_module", path)
@@ -74,18 +75,33 @@ def compile_module(path, arch="sm_90", want=("resources",)):
     with tempfile.TemporaryDirectory() as tmp:
         for name, pointers in kernels:
             fn = getattr(module, f"{name}_kernel")
+            # an autotuned kernel: every config it may pick; the report keeps the largest use
+            configs = fn.configs if isinstance(fn, Autotuner) else [None]
+            fn = fn.fn if isinstance(fn, Autotuner) else fn
             pointers = {p: pointers.get(p, float_ptr) for p in fn.arg_names if p.endswith("_ptr")}
-            signature, constexprs = _signature(fn, pointers, module)
-            compiled = triton.compile(ASTSource(fn, signature, constexprs=constexprs),
-                                      target=GPUTarget("cuda", capability, 32))
-            cubin = Path(tmp) / f"{name}.cubin"
-            cubin.write_bytes(compiled.asm["cubin"])
-            result = _resources(str(cubin))
-            if "ptx" in want:
-                result["ptx"] = compiled.asm["ptx"]
-            if "sass" in want:
-                result["sass"] = subprocess.run([_tool("cuobjdump"), "-sass", str(cubin)],
-                                                capture_output=True, text=True, check=True).stdout
+            result = None
+            for i, config in enumerate(configs):
+                tuned = config.kwargs if config else {}
+                options = {"num_warps": config.num_warps, "num_stages": config.num_stages} \
+                    if config else None
+                signature, constexprs = _signature(fn, pointers, module, tuned)
+                compiled = triton.compile(ASTSource(fn, signature, constexprs=constexprs),
+                                          target=GPUTarget("cuda", capability, 32), options=options)
+                cubin = Path(tmp) / f"{name}_{i}.cubin"
+                cubin.write_bytes(compiled.asm["cubin"])
+                found = _resources(str(cubin))
+                if result is None:  # the first config's code is the one shown
+                    result = dict(found)
+                    if "ptx" in want:
+                        result["ptx"] = compiled.asm["ptx"]
+                    if "sass" in want:
+                        result["sass"] = subprocess.run(
+                            [_tool("cuobjdump"), "-sass", str(cubin)],
+                            capture_output=True, text=True, check=True).stdout
+                for key in ("registers", "shared", "local", "stack"):
+                    if found[key] is not None:
+                        result[key] = max(result[key] or 0, found[key])
+            result["configs"] = len(configs)
             out[name] = result
     return out
 

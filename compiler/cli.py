@@ -21,6 +21,13 @@ class _Parser(argparse.ArgumentParser):
         raise GradcError(message)
 
 
+def _precision_flag(parser):
+    parser.add_argument("--input-precision", dest="input_precision", default="ieee",
+                        choices=["ieee", "tf32", "tf32x3"],
+                        help="float32 matmuls on the Triton backend: ieee (default, as numpy), "
+                        "tf32 (the fast GPU mode), tf32x3")
+
+
 def _parser():
     p = _Parser(prog="gradc", description="gradc: a symbolic-to-code differentiation compiler "
                 "for neural-network training.",
@@ -35,6 +42,7 @@ def _parser():
     c.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
                    help="numpy (default) or triton (a GPU, or TRITON_INTERPRET=1 on the CPU)")
     c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    _precision_flag(c)
     c.add_argument("--out", metavar="DIR", help="also copy the module to DIR/<model>_<backend>.py")
 
     f = sub.add_parser("flops", help="flops of a training step: naive vs CSE vs forward vs reverse",
@@ -54,6 +62,7 @@ def _parser():
     i.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     i.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
                    help="whose source --source prints (the kernels are the same)")
+    _precision_flag(i)
     i.add_argument("--ptx", action="store_true", help="compile the Triton kernels and print PTX")
     i.add_argument("--sass", action="store_true", help="compile the Triton kernels and print SASS")
     i.add_argument("--resources", action="store_true",
@@ -102,6 +111,7 @@ def _parser():
     t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     t.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
                    help="numpy (default) or triton (a GPU, or TRITON_INTERPRET=1 on the CPU)")
+    _precision_flag(t)
     t.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
     t.add_argument("--checkpoint", metavar="PATH", help="save a checkpoint here every epoch "
                    "(see --checkpoint-every)")
@@ -119,7 +129,8 @@ def cmd_compile(args):
 
     ns = modelfile.load(args.model)
     out = _writable_dir(args.out) if args.out else None
-    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype)
+    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
+                   input_precision=args.input_precision)
     print(f"{prog.path}  ({len(prog.kernels)} kernels, {len(prog.param_specs)} parameters)")
     if out:
         target = out / f"{Path(args.model).stem}_{args.backend}.py"
@@ -177,7 +188,8 @@ def cmd_train(args):
     out = _writable_dir(args.out) if args.out else None
     if args.plot:
         _writable_dir(Path(args.plot).parent)
-    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype)
+    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
+                   input_precision=args.input_precision)
     data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
     hist = train(prog, data, seed=args.seed, quiet=args.quiet, checkpoint=args.checkpoint,
                  checkpoint_every=args.checkpoint_every, resume=args.resume, **settings)
@@ -277,6 +289,7 @@ def cmd_inspect(args):
     ns = modelfile.load(args.model)
     aot = [w for w in ("ptx", "sass", "resources") if getattr(args, w)]
     report = inspect_model(ns["model"], backend="triton" if aot else args.backend, dtype=args.dtype,
+                           input_precision=args.input_precision,
                            batch=args.batch, aot=aot, arch=args.arch, gpu=args.gpu)
     kernels = [k for k in report["kernels"] if args.kernel in (None, k["name"])]
     if args.kernel and not kernels:
@@ -296,6 +309,10 @@ def cmd_inspect(args):
         print(f"{k['name']} ({k['phase']}): flops {k['flops']}, bytes {k['bytes']}{extra}")
         for node in k["nodes"]:
             print(f"    {node}")
+        if k.get("boundary"):
+            print(f"    boundary: {k['boundary']}")
+        if k.get("merged"):
+            print(f"    merged: {k['merged']}")
         for field in ("source", "ptx", "sass"):
             if getattr(args, field, False) and field in k:
                 print(k[field])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from compiler.graph import toposort
 from compiler.ops.registry import OPS
 from compiler.shapes import numel
 
@@ -98,6 +99,10 @@ def node_cost(node, weights=None):
     if kind == "matmul":
         (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
         return Estimates(2 * m * n * k, 0)
+    if kind == "loss":  # a fused primitive costs what its definition in primitives costs
+        inner = [n for n in toposort([OPS[node.op].definition(node)], stop=node.inputs)
+                 if OPS[n.op].kind != "leaf"]
+        return Estimates(graph_cost(inner, weights).flops, 0)
     if kind == "reduce":
         n_in = numel(node.inputs[0].shape)
         folded = sympy.expand(n_in - out)
@@ -114,9 +119,9 @@ def nbytes(node, dtype):
 
 
 def kernel_cost(kernel, dtype="float32", weights=None):
-    """Flops of every fused node; bytes of the inputs read once and the result written once."""
+    """Flops of every fused node; bytes of the inputs read once and the results written once."""
     flops = sum((node_cost(m, weights).flops for m in kernel.members), sympy.S.Zero)
-    moved = sum((nbytes(i, dtype) for i in kernel.inputs), sympy.S.Zero) + nbytes(kernel.root, dtype)
+    moved = sum((nbytes(i, dtype) for i in kernel.inputs + kernel.outputs), sympy.S.Zero)
     return Estimates(sympy.expand(flops), sympy.expand(moved))
 
 

@@ -1,12 +1,19 @@
 """Partition a graph into kernels that both backends can emit.
 
-A kernel is a tree of nodes computed together, of one of three shapes:
+A kernel is a tree of nodes computed together, of one of four shapes:
 
 - elementwise: elementwise ops over the root's shape;
 - matmul + epilogue: one matmul (its operands buffers, possibly transposed) and the
   elementwise ops that consume its result (bias, activation, ...);
 - reduction: one reduction (sum, max, logsumexp) with its elementwise producers
-  fused before it and elementwise consumers after it.
+  fused before it and elementwise consumers after it;
+- loss: the row-wise softmax cross-entropy, reading its logits and labels.
+
+Then siblings that read the same buffer merge into one kernel with two results
+(``merge_siblings``): the cross-entropy's gradient joins the loss (the loss's forward
+and backward read the logits once), and a bias gradient, the column sums of the
+matmul operand ``dz`` in ``dW = x.T @ dz``, joins that matmul (summed while the
+matmul loads ``dz``).
 
 A node with exactly one user joins that user's kernel when the kernel keeps one of
 these shapes: at most one matmul or reduction per kernel; nothing is computed into a
@@ -38,10 +45,21 @@ class Kernel:
     boundary: str
     inputs: list = field(default_factory=list)
     name: str = ""
+    groups: list = field(default_factory=list)
+    merged: str = ""
+
+    def __post_init__(self):
+        self.groups = self.groups or [list(self.members)]
 
     @property
     def root(self):
-        return self.members[-1]
+        """The main result: the last node of the first group."""
+        return self.groups[0][-1]
+
+    @property
+    def outputs(self):
+        """Every result the kernel stores: the root, then each merged sibling's."""
+        return [g[-1] for g in self.groups]
 
 
 def _boundary_reason(node, users, outputs):
@@ -63,6 +81,8 @@ def _join_rule(n, user, user_is_root, heavy, members):
     nk, uk = OPS[n.op].kind, OPS[user.op].kind
     if n.op in ALONE or user.op in ALONE:
         return f"{n.op if n.op in ALONE else user.op} stands alone"
+    if nk == "loss" or uk == "loss":
+        return "a loss kernel reads and writes buffers"
     if nk in HEAVY and heavy is not None:
         return f"one {heavy.op} per kernel already"
     if nk in HEAVY and any(m.shape != n.shape for m in members
@@ -80,11 +100,15 @@ def _join_rule(n, user, user_is_root, heavy, members):
     return None
 
 
+SHORT = {"softmax_cross_entropy": "cross_entropy", "softmax_cross_entropy_grad": "grad"}
+
+
 def kernel_name(index, members):
     ops = []
     for m in members:
-        if m.op not in ops:
-            ops.append(m.op)
+        op = SHORT.get(m.op, m.op)
+        if op not in ops:
+            ops.append(op)
     return f"k{index}_" + "_".join(ops[:4])
 
 
@@ -126,15 +150,75 @@ def partition(graph, forward_nodes, predict_nodes=()):
         if owner[n] is n:
             phase = ("backward" if n not in forward_nodes else
                      "forward" if n in predict_nodes or not predict_nodes else "loss")
-            k = Kernel(len(kernels), members[n], phase, reasons[n])
-            seen = set(k.members)
-            for m in k.members:
-                for i in m.inputs:
-                    if i not in seen and i.op != "const" and i not in k.inputs:
-                        k.inputs.append(i)
-            k.name = kernel_name(k.index, k.members)
-            kernels.append(k)
+            kernels.append(Kernel(len(kernels), members[n], phase, reasons[n]))
+    kernels = merge_siblings(kernels)
+    for i, k in enumerate(kernels):
+        k.index = i
+        k.inputs = []
+        for m in k.members:
+            for inp in m.inputs:
+                if inp not in k.members and inp.op != "const" and inp not in k.inputs:
+                    k.inputs.append(inp)
+        k.name = kernel_name(i, k.members)
     return kernels
+
+
+def _loss_sibling(a, b, position):
+    """Why kernel ``b`` (a cross-entropy gradient) may join kernel ``a`` (its loss), or None."""
+    if not (a.members == [a.root] and b.members == [b.root]
+            and b.root.op == "softmax_cross_entropy_grad" and b.root.inputs[:2] == a.root.inputs):
+        return None
+    g = b.root.inputs[2]
+    if g.op == "const" or OPS[g.op].kind == "leaf" or position.get(g, len(position)) < a.index:
+        return "the loss's gradient reads the same logits"
+    return None
+
+
+def _bias_sibling(m, r):
+    """Why kernel ``r`` (column sums of a buffer) may join matmul kernel ``m``, or None."""
+    s = r.members[0]
+    if not (len(r.members) <= 2 and s.op == "sum" and s.attr("axes") == (0,)
+            and s.inputs[0].ndim == 2 and all(x.op == "reshape" for x in r.members[1:])):
+        return None
+    return "the column sums of the matmul's operand are added while it is loaded"
+
+
+def merge_siblings(kernels):
+    """Kernels with a sibling merged in (see the module docstring), in execution order."""
+    position = {}
+    for k in kernels:
+        for out in k.outputs:
+            position[out] = k.index
+    candidates = {}  # the buffer a sibling reads -> the kernel it may join
+    for k in kernels:
+        if k.root.op == "softmax_cross_entropy":
+            candidates[k.root.inputs] = k
+        mm = next((x for x in k.members if x.op == "matmul"), None)
+        if mm is not None and mm.inputs[1] not in k.members:
+            candidates.setdefault(mm.inputs[1], k)
+    users = {}
+    for k in kernels:
+        for m in k.members:
+            for i in m.inputs:
+                users.setdefault(i, set()).add(k)
+    absorbed = set()
+    for b in kernels:
+        if b.root.op == "softmax_cross_entropy_grad":
+            a = candidates.get(b.root.inputs[:2])
+            reason = a and _loss_sibling(a, b, position)
+        else:
+            a = candidates.get(b.members[0].inputs[0]) if b.members[0].inputs else None
+            reason = a and _bias_sibling(a, b)
+        if not reason or a is b or a in absorbed or len(a.groups) > 1:
+            continue
+        # every consumer of b's result must still come after the merged kernel
+        if any(b.index < u.index <= a.index for u in users.get(b.root, ())):
+            continue
+        a.groups.append(list(b.members))
+        a.members = [x for g in a.groups for x in g]
+        a.merged = reason
+        absorbed.add(b)
+    return [k for k in kernels if k not in absorbed]
 
 
 def report(kernels, index):

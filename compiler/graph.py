@@ -212,12 +212,13 @@ def make(op, inputs=(), **attrs):
     return node
 
 
-def toposort(roots):
+def toposort(roots, stop=()):
     """All nodes reachable from ``roots``, inputs before users, in first-visit order.
 
-    Iterative (no recursion), so graphs of any depth work.
+    Iterative (no recursion), so graphs of any depth work.  Nodes in ``stop`` are
+    left out, and so is everything only reachable through them.
     """
-    order, seen = [], set()
+    order, seen = [], set(stop)
     for root in roots:
         if root in seen:
             continue

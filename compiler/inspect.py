@@ -7,8 +7,6 @@ computes something doing the same on its own.  Both include the optimizer update
 (parameters and gradients read, parameters written).  With ``gpu="h100"`` each kernel
 gets a roofline time, max(flops / peak, bytes / bandwidth): a model, not a measurement.
 """
-import inspect as _inspect
-
 import sympy
 
 from compiler import cost
@@ -17,6 +15,7 @@ from compiler.fusion import partition
 from compiler.graph import toposort
 from compiler.ops.registry import OPS
 from runtime.loader import load_module
+from runtime.program import kernel_source
 
 H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32: 495e12)
 
@@ -37,11 +36,11 @@ def traffic(model, dtype="float32"):
 
 
 def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), arch="sm_90",
-                  gpu=None):
+                  gpu=None, input_precision="ieee"):
     """A dict: ``kernels`` (name, phase, nodes, flops, bytes, source[, resources]) and totals."""
     from compiler.pipeline import module_path
 
-    path = module_path(model, "training", backend, dtype)
+    path = module_path(model, "training", backend, dtype, input_precision)
     module = load_module(path)
     compiled = {}
     if aot:
@@ -51,14 +50,11 @@ def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), a
         compiled = compile_in_subprocess(path, arch, want)
     kernels = []
     for k in module.KERNELS:
-        fn = getattr(module, k["name"])
         entry = {"name": k["name"], "phase": k["phase"], "nodes": list(k["nodes"]),
+                 "boundary": k["boundary"], "merged": k["merged"],
                  "flops": cost.at_batch(k["flops"], batch),
                  "bytes": cost.at_batch(k["bytes"], batch),
-                 "source": _inspect.getsource(fn)}
-        if backend == "triton":
-            kernel = getattr(module, f"{k['name']}_kernel").fn
-            entry["source"] = _inspect.getsource(kernel) + "\n\n" + entry["source"]
+                 "source": kernel_source(module, k["name"])}
         entry.update(compiled.get(k["name"], {}))
         if gpu and batch is not None:
             seconds = max(entry["flops"] / H100["flops_per_s"], entry["bytes"] / H100["bytes_per_s"])

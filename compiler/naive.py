@@ -60,7 +60,6 @@ def scalarize(model, sizes, labels_seed=0):
         return tuple(int(sympy.sympify(d).subs(subs)) for d in shape)
 
     for n in toposort([model.loss]):
-        attrs = dict(n.attrs)
         shape = concrete(n.shape)
         if n.op in ("input", "param"):
             if n.dtype == "int":
@@ -73,34 +72,46 @@ def scalarize(model, sizes, labels_seed=0):
                 if n.op == "param":
                     symbols.append(sym)
             values[n] = grid
-        elif n.op == "const":
-            values[n] = np.asarray(sympy.sympify(attrs["value"]).subs(subs), dtype=object)
-        elif OPS[n.op].kind == "elementwise":
-            values[n] = _elements(n.op, [values[i] for i in n.inputs], attrs)
-        elif n.op == "matmul":
-            values[n] = np.dot(values[n.inputs[0]], values[n.inputs[1]])
-        elif n.op == "transpose":
-            values[n] = np.transpose(values[n.inputs[0]], attrs["perm"])
-        elif n.op in ("reshape", "broadcast_to"):
-            fn = np.reshape if n.op == "reshape" else np.broadcast_to
-            values[n] = fn(values[n.inputs[0]], concrete(attrs["shape"]))
-        elif n.op == "sum":
-            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
-                                lambda xs: sympy.Add(*xs))
-        elif n.op == "max":
-            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
-                                lambda xs: functools.reduce(S.Maximum, xs))
-        elif n.op == "logsumexp":
-            values[n] = _reduce(values[n.inputs[0]], attrs["axes"], attrs["keepdims"],
-                                lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs])))
-        elif n.op == "one_hot":
-            labels = values[n.inputs[0]]
-            values[n] = (labels[..., None] == np.arange(attrs["n"])).astype(int).astype(object)
-        elif n.op == "dropout":
-            values[n] = values[n.inputs[0]]  # evaluation mode
         else:
-            raise GradcError(f"the naive baseline cannot scalarize op {n.op!r}")
+            values[n] = _values(n, values, subs, concrete)
     return sympy.sympify(values[model.loss].item()), symbols
+
+
+def _values(n, values, subs, concrete):
+    """The object array of scalar expressions of node ``n`` (its inputs in ``values``)."""
+    attrs = dict(n.attrs)
+    ins = [values[i] for i in n.inputs]
+    if n.op == "const":
+        return np.asarray(sympy.sympify(attrs["value"]).subs(subs), dtype=object)
+    if OPS[n.op].kind == "elementwise":
+        return _elements(n.op, ins, attrs)
+    if n.op == "matmul":
+        return np.dot(ins[0], ins[1])
+    if n.op == "transpose":
+        return np.transpose(ins[0], attrs["perm"])
+    if n.op in ("reshape", "broadcast_to"):
+        fn = np.reshape if n.op == "reshape" else np.broadcast_to
+        return fn(ins[0], concrete(attrs["shape"]))
+    if n.op == "sum":
+        return _reduce(ins[0], attrs["axes"], attrs["keepdims"], lambda xs: sympy.Add(*xs))
+    if n.op == "max":
+        return _reduce(ins[0], attrs["axes"], attrs["keepdims"],
+                       lambda xs: functools.reduce(S.Maximum, xs))
+    if n.op == "logsumexp":
+        return _reduce(ins[0], attrs["axes"], attrs["keepdims"],
+                       lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs])))
+    if n.op == "one_hot":
+        return (ins[0][..., None] == np.arange(attrs["n"])).astype(int).astype(object)
+    if n.op == "dropout":
+        return ins[0]  # evaluation mode
+    if OPS[n.op].definition is not None:  # a fused primitive: scalarize its definition
+        definition = OPS[n.op].definition(n)
+        local = {i: values[i] for i in n.inputs}
+        for m in toposort([definition], stop=n.inputs):
+            if m not in local:
+                local[m] = _values(m, local, subs, concrete)
+        return local[definition]
+    raise GradcError(f"the naive baseline cannot scalarize op {n.op!r}")
 
 
 def _own_flops(e):

@@ -25,6 +25,7 @@ from runtime.program import Program
 
 BACKENDS = ("numpy", "triton")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
 def training_graph(model):
@@ -66,11 +67,14 @@ def _source_name(model):
     return "<model>"
 
 
-def module_path(model, kind, backend, dtype):
+def module_path(model, kind, backend, dtype, input_precision="ieee"):
     """Generate (or find in the cache) the ``kind`` module of ``model``; its path."""
     graph = training_graph(model) if kind == "training" else derivative_graph(model)
-    key = cache_key(graph.format(), {"backend": backend, "dtype": dtype, "kind": kind,
-                                     "source": _source_name(model), "name": model.name})
+    options = {"backend": backend, "dtype": dtype, "kind": kind, "source": _source_name(model),
+               "name": model.name}
+    if backend == "triton":
+        options["input_precision"] = input_precision
+    key = cache_key(graph.format(), options)
     if config.debug_level() >= 1:
         print(f"gradc: {kind} graph of {len(graph.nodes)} nodes, key {key[:12]}", file=sys.stderr)
     if config.debug_level() >= 5:
@@ -78,8 +82,12 @@ def module_path(model, kind, backend, dtype):
 
     def build():
         kernels = partition(graph, forward_nodes(model), predict_nodes(model))
-        module = TritonModule if backend == "triton" else NumpyModule
-        source = module(model, graph, kernels, dtype, _source_name(model), kind).source()
+        if backend == "triton":
+            module = TritonModule(model, graph, kernels, dtype, _source_name(model), kind,
+                                  input_precision)
+        else:
+            module = NumpyModule(model, graph, kernels, dtype, _source_name(model), kind)
+        source = module.source()
         if config.debug_level() >= 4:
             print(source, file=sys.stderr)
         return source
@@ -105,11 +113,13 @@ def check_triton():
                              "its kernels on the CPU")
 
 
-def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public name
+def compile(model, backend="numpy", dtype="float32", input_precision="ieee"):  # noqa: A001
     """Compile ``model`` and return a ``runtime.Program`` loaded from the generated file.
 
     The forward-mode and Hessian-vector-product module is generated the first
-    time ``Program.jvp`` or ``Program.hvp`` is called.
+    time ``Program.jvp`` or ``Program.hvp`` is called.  ``input_precision`` is how
+    the Triton backend's float32 matmuls multiply: "ieee" (as numpy, the default),
+    "tf32" (Triton's default on a GPU: faster, 10-bit mantissas) or "tf32x3".
     """
     if backend == "triton":
         check_triton()
@@ -117,5 +127,9 @@ def compile(model, backend="numpy", dtype="float32"):  # noqa: A001 - the public
         raise GradcError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if dtype not in DTYPES:
         raise GradcError(f"unknown dtype {dtype!r}; use float32 or float64")
-    path = module_path(model, "training", backend, dtype)
-    return Program.load(path, derive=lambda: module_path(model, "derivatives", backend, dtype))
+    if input_precision not in PRECISIONS:
+        raise GradcError(f"unknown input_precision {input_precision!r}; "
+                         f"available: {', '.join(PRECISIONS)}")
+    path = module_path(model, "training", backend, dtype, input_precision)
+    return Program.load(path, derive=lambda: module_path(model, "derivatives", backend, dtype,
+                                                         input_precision))

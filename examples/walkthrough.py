@@ -9,8 +9,6 @@ Run it:  python examples/walkthrough.py
 """
 import numpy as np
 
-import inspect
-
 from compiler import Graph, Input, Model, compile, nn, ops as F
 from compiler.autodiff import gradient_graph
 from compiler.flops import LABELS, compare, evaluate
@@ -58,9 +56,10 @@ def main(argv=None):
     section("5b. The same kernel for the GPU: a Triton kernel printed from the same sympy body")
     from compiler.pipeline import module_path
     from runtime.loader import load_module
+    from runtime.program import kernel_source
 
     triton_module = load_module(module_path(model, "training", "triton", "float32"))
-    print(inspect.getsource(triton_module.k0_matmul_add_tanh_kernel.fn))
+    print(kernel_source(triton_module, "k0_matmul_add_tanh"))
 
     section("6. What it costs: gradc flops")
     rows = evaluate(compare(model), batch=32)

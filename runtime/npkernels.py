@@ -10,6 +10,43 @@ def logsumexp(x, axis, keepdims):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def _log_softmax_rows(z):
+    m = np.max(z, axis=1, keepdims=True)
+    shifted = z - np.where(np.isfinite(m), m, 0)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+def _picked(values, labels):
+    """``values[i, labels[i]]`` per row, 0 where a label is outside ``[0, C)`` (as one_hot)."""
+    labels = np.asarray(labels)
+    inside = (labels >= 0) & (labels < values.shape[1])
+    rows = values[np.arange(values.shape[0]), np.where(inside, labels, 0)]
+    return np.where(inside, rows, 0)
+
+
+def softmax_cross_entropy(z, labels):
+    """Mean over rows of ``logsumexp(z_i) - z_i[label_i]`` (a 0-d array)."""
+    if z.shape[0] == 0:
+        return np.zeros((), z.dtype)
+    return -np.mean(_picked(_log_softmax_rows(z), labels)).astype(z.dtype)
+
+
+def softmax_cross_entropy_grad(z, labels, g, log_p=None):
+    """``(softmax(z) - onehot(labels)) * g / N``."""
+    log_p = _log_softmax_rows(z) if log_p is None else log_p
+    out = np.exp(log_p)
+    out -= one_hot(labels, z.shape[1], z.dtype)
+    out *= np.asarray(g / max(z.shape[0], 1), dtype=z.dtype)
+    return out
+
+
+def softmax_cross_entropy_with_grad(z, labels, g):
+    """Both at once from one log-softmax: ``(loss, gradient)`` (the fused loss kernel)."""
+    log_p = _log_softmax_rows(z)
+    loss = -np.mean(_picked(log_p, labels)).astype(z.dtype) if z.shape[0] else np.zeros((), z.dtype)
+    return loss, softmax_cross_entropy_grad(z, labels, g, log_p)
+
+
 def one_hot(labels, n, dtype):
     """Rows of 0/1 with a 1 at each label."""
     return (np.asarray(labels)[..., None] == np.arange(n)).astype(dtype)

@@ -18,6 +18,18 @@ from runtime.init import initial_value
 from runtime.loader import load_module
 
 
+def kernel_source(module, name):
+    """The source of kernel ``name`` of a generated module: for Triton, the device
+    kernel (with its decorators) and then its host wrapper."""
+    host = inspect.getsource(getattr(module, name))
+    device = getattr(module, f"{name}_kernel", None)
+    if device is None:
+        return host
+    while not inspect.isfunction(device):  # through triton.autotune and triton.jit
+        device = device.fn
+    return inspect.getsource(device) + "\n\n" + host
+
+
 @dataclass(frozen=True)
 class KernelInfo:
     """One generated kernel: name, phase, fused graph nodes, flops and bytes (formulas), source."""
@@ -60,9 +72,8 @@ class Program:
     def kernels(self):
         out = []
         for k in self.module.KERNELS:
-            fn = getattr(self.module, k["name"])
             out.append(KernelInfo(k["name"], k["phase"], list(k["nodes"]), k["flops"], k["bytes"],
-                                  inspect.getsource(fn)))
+                                  kernel_source(self.module, k["name"])))
         return out
 
     def init_params(self, seed=0):

@@ -30,6 +30,13 @@ def output(out, shape, dtype):
     return torch.empty(tuple(int(d) for d in shape), dtype=dtype, device=device())
 
 
+def zeros(out, shape, dtype):
+    """A zero-filled result (``out`` itself, zeroed, when given): atomics add into it."""
+    if out is not None:
+        return out.zero_()
+    return torch.zeros(tuple(int(d) for d in shape), dtype=dtype, device=device())
+
+
 def constant(value, dtype):
     return torch.tensor(float(value), dtype=dtype, device=device())
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from compiler import Input, Model, Param, compile, ops as F
+from compiler.ops.loss import cross_entropy_grad_node
 
 torch.set_default_dtype(torch.float64)
 
@@ -126,8 +127,16 @@ ROWS = [
         ops=("softplus",)),
     Row("cross_entropy", F.cross_entropy,
         lambda z, k: -np.mean(_np_log_softmax(z)[np.arange(len(k)), k]),
-        torch.nn.functional.cross_entropy, [((5, 3), (5,))], int_inputs={1: 3},
-        ops=("one_hot", "logsumexp")),
+        torch.nn.functional.cross_entropy, [((5, 3), (5,)), ((2, 7), (2,))], int_inputs={1: 3},
+        ops=("softmax_cross_entropy",)),
+    Row("one_hot", lambda z, k: F.sum(F.one_hot(k, 3) * z, axis=1),
+        lambda z, k: z[np.arange(len(k)), k],
+        lambda z, k: z.gather(1, k[:, None])[:, 0], [((5, 3), (5,))], int_inputs={1: 3}),
+    Row("cross_entropy_grad", cross_entropy_grad_node,
+        lambda z, k, g: (np.exp(_np_log_softmax(z)) - np.eye(z.shape[1])[k]) * g / len(k),
+        lambda z, k, g: (torch.softmax(z, -1) - torch.nn.functional.one_hot(k, z.shape[1])) * g / len(k),
+        [((5, 3), (5,), ()), ((2, 7), (2,), ())], int_inputs={1: 3},
+        ops=("softmax_cross_entropy_grad",)),
     Row("l1", F.l1, lambda a: np.sum(np.abs(a)), lambda a: a.abs().sum(), UNARY_SHAPES,
         ops=("abs", "sum")),
     Row("l2", F.l2, lambda a: np.sum(a ** 2), lambda a: (a ** 2).sum(), UNARY_SHAPES,

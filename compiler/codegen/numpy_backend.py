@@ -72,7 +72,8 @@ class NumpyModule:
                 self.names.add(leaf, "d_" + leaf.name.replace(".", "_"))
         self.owner = {}
         for k in kernels:
-            self.names.add(k.root, f"t{k.index}")
+            for j, result in enumerate(k.outputs):
+                self.names.add(result, f"t{k.index}" + (f"_{j}" if j else ""))
             for m in k.members:
                 self.owner[m] = k
         self.kernel_args = {}
@@ -83,7 +84,7 @@ class NumpyModule:
         if kind == "training":
             for p in model.params:
                 node = graph.outputs[f"grad:{p.name}"]
-                if node in self.owner and self.owner[node].root is node and node not in self.grad_of:
+                if node in self.owner and node in self.owner[node].outputs and node not in self.grad_of:
                     self.grad_of[node] = p
 
     # -- kernels -------------------------------------------------------------
@@ -116,8 +117,37 @@ class NumpyModule:
         symbols_used = set()
         for leaf in k.inputs:
             shapes[self.names.of[leaf]] = leaf.shape
-        temp = 0
-        for m in k.members:
+        if [m.op for m in k.members] == ["softmax_cross_entropy", "softmax_cross_entropy_grad"]:
+            args = [self.array_code(self.ref(i, exprs), shapes, i.shape, symbols_used)
+                    for i in k.members[1].inputs]
+            results = [f"_rt.softmax_cross_entropy_with_grad({', '.join(args)})"]
+        else:
+            results = [self.group_result(k, group, j, exprs, statements, shapes, symbols_used)
+                       for j, group in enumerate(k.groups)]
+        args = [self.names.of[i] for i in k.inputs]
+        args += [self.names.of[("sym", s)] for s in sorted(symbols_used)]
+        if any(OPS[m.op].kind == "random" for m in k.members):
+            args.append("rng")
+        self.kernel_args[k] = args
+        args = args + [f"{out_name(j)}=None" for j, r in enumerate(k.outputs) if r in self.grad_of]
+        provenance = self.provenance(k)
+        est = self.costs[k]
+        return render("numpy/kernel.py.jinja", name=k.name, args=args, phase=k.phase,
+                      summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
+                      merged=k.merged, provenance=provenance, statements=statements,
+                      result=", ".join(results), flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
+
+    def provenance(self, k):
+        """One comment line per fused node: ``%index op shape file:line``."""
+        width = max(14, *(len(m.op) for m in k.members))
+        return [f"%{self.index[m]:<5} {m.op:<{width}} {fmt(m.shape):<14} {_location(m.where)}"
+                for m in k.members]
+
+    def group_result(self, k, members, j, exprs, statements, shapes, symbols_used):
+        """Code for the result of one group of ``k`` (temporaries go to ``statements``)."""
+        root, out = members[-1], out_name(j)
+        temp = len(statements)
+        for m in members:
             opdef = OPS[m.op]
             args = [self.ref(i, exprs) for i in m.inputs]
             for i in m.inputs:
@@ -132,59 +162,44 @@ class NumpyModule:
             arg_code = [self.array_code(a, shapes, i.shape, symbols_used)
                         for a, i in zip(args, m.inputs)]
             code = opdef.numpy(arg_code, dict(m.attrs))
-            if m is k.root:
-                result = code
-                if k.root in self.grad_of:
-                    result = self.into_out(k, m, arg_code, statements, result)
-                break
+            if m is root:
+                if root in self.grad_of:
+                    return self.into_out(members, m, arg_code, statements, code, out)
+                return code
             tname = f"u{temp}"
             temp += 1
             statements.append(f"{tname} = {code}")
             shapes[tname] = m.shape
             exprs[m] = sympy.Symbol(tname)
-        else:
-            expr = exprs[k.root]
-            result = print_numpy(expr, shapes)
-            arrays = [shapes[s.name] for s in expr.free_symbols if s.name in shapes]
-            if not arrays:
-                result = f"numpy.full({shape_code(k.root.shape)}, {result}, dtype=DTYPE)"
-                symbols_used.update(free_symbols(k.root.shape))
-            elif broadcast_shapes(*arrays) != k.root.shape:
-                result = f"numpy.broadcast_to({result}, {shape_code(k.root.shape)})"
-                symbols_used.update(free_symbols(k.root.shape))
-            if k.root in self.grad_of:
-                result = f"_rt.into(out, {result})"
-        args = [self.names.of[i] for i in k.inputs]
-        args += [self.names.of[("sym", s)] for s in sorted(symbols_used)]
-        if any(OPS[m.op].kind == "random" for m in k.members):
-            args.append("rng")
-        self.kernel_args[k] = args
-        if k.root in self.grad_of:
-            args = args + ["out=None"]
-        provenance = [f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} {_location(m.where)}"
-                      for m in k.members]
-        est = self.costs[k]
-        return render("numpy/kernel.py.jinja", name=k.name, args=args, phase=k.phase,
-                      summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
-                      provenance=provenance, statements=statements, result=result,
-                      flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
+        expr = exprs[root]
+        result = print_numpy(expr, shapes)
+        arrays = [shapes[s.name] for s in expr.free_symbols if s.name in shapes]
+        if not arrays:
+            result = f"numpy.full({shape_code(root.shape)}, {result}, dtype=DTYPE)"
+            symbols_used.update(free_symbols(root.shape))
+        elif broadcast_shapes(*arrays) != root.shape:
+            result = f"numpy.broadcast_to({result}, {shape_code(root.shape)})"
+            symbols_used.update(free_symbols(root.shape))
+        if root in self.grad_of:
+            result = f"_rt.into({out}, {result})"
+        return result
 
     @staticmethod
-    def into_out(k, root, arg_code, statements, result):
+    def into_out(members, root, arg_code, statements, result, out="out"):
         """The root statement writing into ``out`` (None: a new array) without a copy."""
         if root.op == "matmul":
-            return f"numpy.matmul({arg_code[0]}, {arg_code[1]}, out=out)"
+            return f"numpy.matmul({arg_code[0]}, {arg_code[1]}, out={out})"
         if root.op in ("sum", "max") and not root.attr("keepdims"):
-            return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out=out)"
+            return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out={out})"
         inner = root.inputs[0]
-        if (root.op == "reshape" and inner in k.members and inner.op == "sum"
+        if (root.op == "reshape" and inner in members and inner.op == "sum"
                 and inner.attr("keepdims") and statements
                 and statements[-1].endswith(", keepdims=True)")
                 and root.shape == tuple(d for i, d in enumerate(inner.inputs[0].shape)
                                         if i not in inner.attr("axes"))):
             source = statements.pop()  # "uN = X.sum(axis=..., keepdims=True)"
-            return source.split(" = ", 1)[1].replace(", keepdims=True)", ", out=out)")
-        return f"_rt.into(out, {result})"
+            return source.split(" = ", 1)[1].replace(", keepdims=True)", f", out={out})")
+        return f"_rt.into({out}, {result})"
 
     # -- entry points --------------------------------------------------------
     def needed_kernels(self, outputs):
@@ -196,6 +211,10 @@ class NumpyModule:
             need.add(k)
             stack.extend(self.owner[i] for i in k.inputs if i in self.owner)
         return sorted(need, key=lambda k: k.index)
+
+    def results(self, k):
+        """The names a kernel call assigns: ``t3`` or ``t3, t3_1``."""
+        return ", ".join(self.names.of[r] for r in k.outputs)
 
     def value_of(self, node):
         if node.op == "const":
@@ -223,8 +242,7 @@ class NumpyModule:
             if holder not in used_leaves:
                 raise GradcError(f"{name} needs the size {s} but none of its inputs has it")
             prologue.append(f"{s} = {self.names.of[holder]}.shape[{axis}]")
-        calls = [f"{self.names.of[k.root]} = {k.name}({', '.join(self.kernel_args[k])})"
-                 for k in kernels]
+        calls = [f"{self.results(k)} = {k.name}({', '.join(self.kernel_args[k])})" for k in kernels]
         signature = "params, batch, tangents, rng=None" if self.kind == "derivatives" \
             else "params, batch, rng=None"
         return render("numpy/entry.py.jinja", name=name, signature=signature, doc=doc,
@@ -297,9 +315,10 @@ class NumpyModule:
         calls = []
         for k in kernels:
             args = list(self.kernel_args[k])
-            if k.root in self.grad_of:
-                args.append(f"out=g_{self.names.of[self.grad_of[k.root]]}")
-            calls.append(f"{self.names.of[k.root]} = {k.name}({', '.join(args)})")
+            for j, result in enumerate(k.outputs):
+                if result in self.grad_of:
+                    args.append(f"{out_name(j)}=g_{self.names.of[self.grad_of[result]]}")
+            calls.append(f"{self.results(k)} = {k.name}({', '.join(args)})")
         copies = [f"g_{self.names.of[p]}[...] = {self.value_of(g)}"
                   for p, g in zip(self.model.params, grads) if self.grad_of.get(g) is not p]
         length = f"{self.names.of[used[0]]}_all.shape[0]" if used else "1"
@@ -326,7 +345,7 @@ class NumpyModule:
                             else self.derivative_entries())
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
-        table = [repr({"name": k.name, "phase": k.phase,
+        table = [repr({"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
                        "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
                        "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)})
                  for k in self.kernels]
@@ -354,6 +373,11 @@ def _in_place(target, expr, arrays):
             return f"{target} -= {print_numpy(-rest, arrays)}"
         return f"{target} += {print_numpy(rest, arrays)}"
     return f"{target}[...] = {print_numpy(expr, arrays)}"
+
+
+def out_name(j):
+    """The keyword through which a kernel's ``j``-th result can be written in place."""
+    return "out" if j == 0 else f"out{j}"
 
 
 def _array_dict(outputs, value_of, strip):

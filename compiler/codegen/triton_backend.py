@@ -13,7 +13,7 @@ import re
 import sympy
 
 from compiler import cost
-from compiler.codegen.numpy_backend import NumpyModule, _dedupe, _location
+from compiler.codegen.numpy_backend import NumpyModule, _dedupe, _location, out_name
 from compiler.codegen.templates import render
 from compiler.codegen.triton_printer import print_triton
 from compiler.config import VERSION
@@ -35,10 +35,10 @@ class Operands(list):
 class TritonModule(NumpyModule):
     """Everything needed to print the Triton module of one compiled model."""
 
-    precision = "ieee"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, graph, kernels, dtype, source_name, kind="training",
+                 precision="ieee"):
+        super().__init__(model, graph, kernels, dtype, source_name, kind)
+        self.precision = "ieee" if dtype == "float64" else precision  # tf32 is float32-only
         self.pointers = {}
         self._operand_nodes = {}
 
@@ -101,15 +101,16 @@ class TritonModule(NumpyModule):
 
     # -- kernels -----------------------------------------------------------------------
     def kernel_source(self, k):
+        if k.root.op.startswith("softmax_cross_entropy"):
+            return self._cross_entropy(k)
         root = k.root
         relabel = root.op == "reshape" and root.inputs[0] in k.members
         top = root.inputs[0] if relabel else root
-        heavy = next((m for m in k.members if OPS[m.op].kind in ("matmul", "reduce")), None)
+        heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("matmul", "reduce")), None)
         shapes_used = set(free_symbols(root.shape)) | set(free_symbols(top.shape))
-        context = dict(name=k.name, phase=k.phase, boundary=k.boundary,
+        context = dict(name=k.name, phase=k.phase, boundary=k.boundary, merged=k.merged,
                        summary=" -> ".join(_dedupe(m.op for m in k.members)),
-                       provenance=[f"%{self.index[m]:<5} {m.op:<14} {fmt(m.shape):<14} "
-                                   f"{_location(m.where)}" for m in k.members],
+                       provenance=self.provenance(k),
                        flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
                        out_shape=shape_code(root.shape))
         extra_host, random = [], False
@@ -129,8 +130,39 @@ class TritonModule(NumpyModule):
             args.append("rng")
         self.kernel_args[k] = args
         float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
-        return render(template, args=args + ["out=None"], scalars=scalars, float_type=float_type,
-                      **context, **ctx)
+        return render(template, args=args + self.out_args(k), scalars=scalars,
+                      float_type=float_type, **context, **ctx)
+
+    def out_args(self, k):
+        return [f"{out_name(j)}=None" for j in range(len(k.outputs))]
+
+    def _cross_entropy(self, k):
+        """The row-wise softmax cross-entropy: loss, gradient, or both from one read of the logits."""
+        by_op = {m.op: m for m in k.members}
+        loss, grad = by_op.get("softmax_cross_entropy"), by_op.get("softmax_cross_entropy_grad")
+        z, labels = k.root.inputs[:2]
+        names = {r: out_name(j) for j, r in enumerate(k.outputs)}
+        g_ptr, g_value = None, None
+        if grad is not None:
+            g = grad.inputs[2]
+            if g.op == "const":
+                g_value = print_triton(g.attr("value"), self.dtype)
+            else:
+                g_ptr, g_value = self.names.of[g], "tl.load(g_ptr)"
+        float_ptr = "*fp64" if self.dtype == "float64" else "*fp32"
+        self.pointers[k.name] = {"z_ptr": float_ptr, "k_ptr": "*i64", "g_ptr": float_ptr,
+                                 "loss_ptr": float_ptr, "dz_ptr": float_ptr}
+        self.kernel_args[k] = [self.names.of[i] for i in k.inputs]
+        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        return render("triton/cross_entropy.py.jinja", name=k.name, phase=k.phase,
+                      boundary=k.boundary, merged=k.merged,
+                      summary=" -> ".join(_dedupe(m.op for m in k.members)),
+                      provenance=self.provenance(k),
+                      flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
+                      args=self.kernel_args[k] + self.out_args(k), z=self.names.of[z],
+                      k=self.names.of[labels], g_ptr=g_ptr, g_value=g_value,
+                      loss=names.get(loss), grad=names.get(grad), space_text=fmt(z.shape),
+                      float_type=float_type, results=", ".join(names[r] for r in k.outputs))
 
     def _pointer_types(self, template, k):
         """Each pointer argument's Triton type, for compiling ahead of time."""
@@ -184,11 +216,16 @@ class TritonModule(NumpyModule):
         self._operand(mm.inputs[0], k.members, a_op, shapes_used)
         self._operand(mm.inputs[1], k.members, b_op, shapes_used)
         operands = Operands()
-        exprs = self._exprs(k.members, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
-        value = self._value(top, exprs, k.members, operands, shapes_used)
+        main = k.groups[0]
+        exprs = self._exprs(main, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
+        value = self._value(top, exprs, main, operands, shapes_used)
         acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        colsum = None
+        if len(k.groups) > 1:  # a bias gradient: the column sums of b (fusion.merge_siblings)
+            colsum = {"name": out_name(1), "shape": shape_code(k.outputs[1].shape)}
+            shapes_used.update(free_symbols(k.outputs[1].shape))
         return "triton/matmul.py.jinja", dict(
-            operands=operands, body=[f"result = {print_triton(value, self.dtype)}"],
+            operands=operands, body=[f"result = {print_triton(value, self.dtype)}"], colsum=colsum,
             a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=acc, space_text=fmt(mm.shape))
 
     def _reduction(self, k, red, top, shapes_used):
@@ -264,7 +301,7 @@ class TritonModule(NumpyModule):
             entries, updates = self.derivative_entries()
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
-        table = [repr({"name": k.name, "phase": k.phase,
+        table = [repr({"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
                        "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
                        "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes),
                        "pointers": self.pointers[k.name]})

@@ -3,7 +3,7 @@
 Primitives (with derivative rules) live in one file per family and register
 themselves in ``registry.OPS``; composites are built from them.
 """
-from compiler.ops import elementwise, leaf, linalg, random, reduce, shape  # noqa: F401  (register)
+from compiler.ops import elementwise, leaf, linalg, loss, random, reduce, shape  # noqa: F401  (register)
 from compiler.ops.api import (  # noqa: F401
     Input, Param, abs, add, as_node, broadcast_to, const, cos, div, dropout, equal, exp, greater,
     greater_equal, heaviside, less, less_equal, log, logsumexp, matmul, max, maximum, mean,

@@ -7,6 +7,7 @@ import weakref
 
 from compiler.graph import user_location
 from compiler.ops import api as F
+from compiler.ops.loss import cross_entropy_node
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -62,8 +63,9 @@ def cross_entropy(logits, labels):
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
         raise GradcError(f"cross_entropy needs (N, C) logits and (N,) integer labels, "
                          f"got {fmt(logits.shape)} and {fmt(labels.shape)}", where=user_location())
-    picked = F.sum(F.one_hot(labels, logits.shape[1]) * log_softmax(logits, 1), axis=1)
-    loss = -F.mean(picked)
+    # one primitive whose forward and backward fuse into one row-wise kernel; its
+    # meaning is -mean(sum(one_hot(labels) * log_softmax(logits), axis=1))
+    loss = cross_entropy_node(logits, labels)
     CLASSIFIERS[loss] = lambda: accuracy(logits, labels)
     return loss
 

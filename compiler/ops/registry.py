@@ -9,13 +9,15 @@ checked for completeness (``missing_rules()``).  An op's fields:
   meaning at the scalar level; its derivative is ``sympy.diff`` of it;
 - ``vjp(node, g) -> [input gradients]`` and ``jvp(node, tangents) -> output tangent``
   for structural ops (hand-written, side by side; ``None`` stands for zero);
-- ``numpy(args, attrs) -> str``: how the numpy backend prints the op.
+- ``numpy(args, attrs) -> str``: how the numpy backend prints the op;
+- ``definition(node) -> node``: for a fused primitive (``loss`` kind), its meaning in
+  the other primitives (used for its flops, the naive baseline and the tests).
 """
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-KINDS = ("leaf", "elementwise", "matmul", "reduce", "shape", "random")
+KINDS = ("leaf", "elementwise", "matmul", "reduce", "shape", "random", "loss")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class OpDef:
     vjp: Optional[Callable] = None
     jvp: Optional[Callable] = None
     numpy: Optional[Callable] = None
+    definition: Optional[Callable] = None
     differentiable: bool = True
     doc: str = ""
 
