@@ -9,8 +9,9 @@ Workloads (float32):
 Each system runs the same number of SGD steps over the same data in the same order;
 systems alternate, each repeat is timed, the median is reported with its ratio to the
 fastest other system.  The sgemm floor is the step's matmul flops divided by the rate
-of one large numpy matmul measured in this run.  Also: W3's cold compile time and a
-cache hit.
+of one large numpy matmul measured in this run; "numpy BLAS only" is the same matmuls
+and the update with nothing else, the floor of any step whose matmuls numpy runs.
+Also: W3's cold compile time and a cache hit.
 
 Run it:  python benchmarks/train_step.py [--repeats 5]
 """
@@ -109,6 +110,34 @@ def run_numpy(w, params):
                 g *= (1 - hs[i] ** 2) if w["kind"] == "tanh" else (hs[i] > 0)
             Ws[i] -= LR * gW
             bs[i] -= LR * gb
+    return time.perf_counter() - t
+
+
+def run_blas_only(w, params):
+    """What any step that calls numpy for its matmuls and its update costs at least: the
+    same matmuls (forward, input and weight gradients, into preallocated buffers) and
+    ``W -= lr * dW``, with no activation, loss, bias or bookkeeping."""
+    Ws = [W.copy() for W, _ in params]
+    xs, n = w["data"]["x"], len(w["data"]["x"])
+    B, L = w["batch"], len(Ws)
+    hs = [np.empty((B, W.shape[1]), np.float32) for W in Ws]
+    gs = [np.empty((B, W.shape[0]), np.float32) for W in Ws]
+    gWs = [np.empty_like(W) for W in Ws]
+    t = time.perf_counter()
+    for step in range(w["steps"]):
+        s = (step * B) % n
+        h = xs[s:s + B]
+        ins = []
+        for i in range(L):
+            ins.append(h)
+            h = np.matmul(h, Ws[i], out=hs[i])
+        g = h
+        for i in reversed(range(L)):
+            np.matmul(ins[i].T, g, out=gWs[i])
+            if i:
+                g = np.matmul(g, Ws[i].T, out=gs[i])
+        for W, gW in zip(Ws, gWs):
+            W -= LR * gW
     return time.perf_counter() - t
 
 
@@ -252,6 +281,9 @@ def main():
         for k, v in med.items():
             ratio = v / best_other if k == "gradc" else v / min(med["gradc"], best_other)
             print(f"{name:4} {k:<16} {v * 1e6:>10.1f} us {ratio:>13.2f}x")
+        floor = statistics.median(run_blas_only(w, params) / w["steps"] for _ in range(args.repeats))
+        print(f"{name:4} {'numpy BLAS only':<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
+              "   (the same matmuls and update alone)")
         mm = float(matmul_flops(reverse_mode_graph(gradc_model(w)).nodes).subs(symbol("B"), w["batch"]))
         print(f"{name:4} {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at "
               f"{med['gradc'] / (mm / rate):.2f}x the floor")

@@ -12,6 +12,9 @@ import sympy
 from compiler import cost
 from compiler.flops import reverse_mode_graph
 from compiler.fusion import partition
+from compiler.naive import tree_flops
+from compiler.optim import RULES
+from compiler.shapes import numel
 from compiler.graph import toposort
 from compiler.ops.registry import OPS
 from runtime.loader import load_module
@@ -33,6 +36,19 @@ def traffic(model, dtype="float32"):
         unfused += cost.nbytes(n, dtype)
     update = 3 * sum((cost.nbytes(p, dtype) for p in model.params), sympy.S.Zero)
     return sympy.expand(fused + update), len(kernels) + 1, sympy.expand(unfused + update), len(ops) + 1
+
+
+def update_cost(rule, n_params, dtype):
+    """Flops (each assignment read as a tree, as written) and bytes of one update step over
+    ``n_params`` floats: parameters, gradients and state read, targets written."""
+    per_element = tree_flops([e for _, e in rule.assignments])
+    stored = {t for t, _ in rule.assignments}
+    arrays = 2 + len(rule.state) + len(stored)
+    return per_element * n_params, arrays * cost.ITEMSIZE[dtype] * n_params
+
+
+def _roofline_us(entry):
+    return max(entry["flops"] / H100["flops_per_s"], entry["bytes"] / H100["bytes_per_s"]) * 1e6
 
 
 def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), arch="sm_90",
@@ -57,13 +73,18 @@ def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), a
                  "source": kernel_source(module, k["name"])}
         entry.update(compiled.get(k["name"], {}))
         if gpu and batch is not None:
-            seconds = max(entry["flops"] / H100["flops_per_s"], entry["bytes"] / H100["bytes_per_s"])
-            entry["roofline_us"] = seconds * 1e6
+            entry["roofline_us"] = _roofline_us(entry)
         kernels.append(entry)
+    n_params = sum((numel(p.shape) for p in model.params), sympy.S.Zero)
     for rule in module.OPTIMIZERS:
-        if f"update_{rule}" in compiled:
-            kernels.append({"name": f"update_{rule}", "phase": "update", "nodes": [],
-                            "flops": None, "bytes": None, **compiled[f"update_{rule}"]})
+        flops, moved = update_cost(RULES[rule], n_params, dtype)
+        entry = {"name": f"update_{rule}", "phase": "update", "nodes": [],
+                 "boundary": "one kernel over every parameter", "merged": "",
+                 "flops": cost.at_batch(flops, batch), "bytes": cost.at_batch(moved, batch),
+                 **compiled.get(f"update_{rule}", {})}
+        if gpu and batch is not None:
+            entry["roofline_us"] = _roofline_us(entry)
+        kernels.append(entry)
     fused, n_kernels, unfused, n_ops = traffic(model, dtype)
     return {"path": str(path), "kernels": kernels, "bytes_fused": cost.at_batch(fused, batch),
             "bytes_unfused": cost.at_batch(unfused, batch), "kernel_count": n_kernels, "op_count": n_ops}

@@ -10,41 +10,67 @@ def logsumexp(x, axis, keepdims):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
-def _log_softmax_rows(z):
-    m = np.max(z, axis=1, keepdims=True)
-    shifted = z - np.where(np.isfinite(m), m, 0)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+def _softmax_parts(z):
+    """``(m, exp(z - m), its row sums)``, ``m`` the row maximum (0 where not finite)."""
+    m = z.max(axis=1, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(z - m)
+    return m, e, e.sum(axis=1, keepdims=True)
 
 
-def _picked(values, labels):
-    """``values[i, labels[i]]`` per row, 0 where a label is outside ``[0, C)`` (as one_hot)."""
+def _rows_and_labels(z, labels):
+    """Row indices and labels of the rows whose label is in ``[0, C)`` (one_hot's meaning:
+    a label outside picks nothing)."""
     labels = np.asarray(labels)
-    inside = (labels >= 0) & (labels < values.shape[1])
-    rows = values[np.arange(values.shape[0]), np.where(inside, labels, 0)]
-    return np.where(inside, rows, 0)
+    rows = np.arange(z.shape[0])
+    inside = (labels >= 0) & (labels < z.shape[1])
+    if inside.all():
+        return rows, labels
+    return rows[inside], labels[inside]
 
 
 def softmax_cross_entropy(z, labels):
     """Mean over rows of ``logsumexp(z_i) - z_i[label_i]`` (a 0-d array)."""
-    if z.shape[0] == 0:
-        return np.zeros((), z.dtype)
-    return -np.mean(_picked(_log_softmax_rows(z), labels)).astype(z.dtype)
+    return softmax_cross_entropy_with_grad(z, labels, None)[0]
 
 
-def softmax_cross_entropy_grad(z, labels, g, log_p=None):
+def softmax_cross_entropy_grad(z, labels, g):
     """``(softmax(z) - onehot(labels)) * g / N``."""
-    log_p = _log_softmax_rows(z) if log_p is None else log_p
-    out = np.exp(log_p)
-    out -= one_hot(labels, z.shape[1], z.dtype)
-    out *= np.asarray(g / max(z.shape[0], 1), dtype=z.dtype)
-    return out
+    return softmax_cross_entropy_with_grad(z, labels, g)[1]
 
 
 def softmax_cross_entropy_with_grad(z, labels, g):
-    """Both at once from one log-softmax: ``(loss, gradient)`` (the fused loss kernel)."""
-    log_p = _log_softmax_rows(z)
-    loss = -np.mean(_picked(log_p, labels)).astype(z.dtype) if z.shape[0] else np.zeros((), z.dtype)
-    return loss, softmax_cross_entropy_grad(z, labels, g, log_p)
+    """``(loss, gradient)`` from one pass of exponentials (the fused loss kernel); with
+    ``g`` None only the loss."""
+    n = z.shape[0]
+    if n == 0:
+        return np.zeros((), z.dtype), (None if g is None else np.zeros_like(z))
+    m, e, s = _softmax_parts(z)
+    rows, picked = _rows_and_labels(z, labels)
+    # per row log(s) - (z[label] - m): the shift cancels exactly, so logits of 1e4 keep
+    # full precision
+    per_row = np.log(s[:, 0])
+    per_row[rows] -= z[rows, picked] - m[rows, 0]
+    loss = np.asarray(per_row.sum() / n, dtype=z.dtype)
+    if g is None:
+        return loss, None
+    e *= np.asarray(g / n, dtype=z.dtype) / s     # softmax * g / N, in place
+    e[rows, picked] -= np.asarray(g / n, dtype=z.dtype)
+    return loss, e
+
+
+_ONES = {}
+
+
+def column_sums(a, out=None):
+    """The sums over axis 0 of a 2-D array as one BLAS matrix-vector product (a bias
+    gradient); the vector of ones is made once per length."""
+    key = (a.shape[0], a.dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = np.ones(a.shape[0], a.dtype)
+    return np.matmul(ones, a, out=out)
 
 
 def one_hot(labels, n, dtype):

@@ -156,11 +156,19 @@ def test_example_models_triton_matches_numpy(name):
         batch = {k: np.asarray(v)[:16] for k, v in ns["data"]().items()}
     else:
         batch = {}
+    for out, value in prog.predict(params, batch).items():
+        assert_same(value, tprog.predict(params, batch)[out], 1e-5)
     loss, grads = prog.loss_and_grad(params, batch)
     t_loss, t_grads = tprog.loss_and_grad(params, batch)
     assert_same(loss, t_loss, 1e-5)
     for k in grads:
-        assert rel_err(grads[k], t_grads[k]) <= 1e-4, k
+        assert rel_err(grads[k], t_grads[k]) <= 1e-5, k
+    opt = optim.Adam(lr=0.01)
+    p1, p2 = {k: v.copy() for k, v in params.items()}, {k: v.copy() for k, v in params.items()}
+    prog.update(p1, grads, opt.init_state(p1), opt, 1)
+    tprog.update(p2, grads, opt.init_state(p2), opt, 1)
+    for k in p1:
+        assert_same(p1[k], p2[k], 1e-5)
 
 
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
@@ -199,6 +207,8 @@ def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
     assert all(k["local"] == 0 for k in report["kernels"])
     assert all(isinstance(k["flops"], int) and k["roofline_us"] > 0 for k in graph_kernels)
     assert report["kernel_count"] == 10  # 3L + 1 for L = 3
+    (sgd,) = [k for k in report["kernels"] if k["name"] == "update_sgd"]
+    assert sgd["bytes"] == 3 * 4 * 269_322  # p and g read, p written: 269,322 float32 parameters
     merged = [k for k in graph_kernels if k["merged"]]
     assert len(merged) == 4 and all(k["boundary"] for k in graph_kernels)
     # at batch 128 the traffic is mostly weights, which fusion cannot save: 8.19 MB vs 10.57 MB;

@@ -146,6 +146,9 @@ class NumpyModule:
     def group_result(self, k, members, j, exprs, statements, shapes, symbols_used):
         """Code for the result of one group of ``k`` (temporaries go to ``statements``)."""
         root, out = members[-1], out_name(j)
+        if j > 0 and members[0].op == "sum" and len(root.shape) == 1:  # a merged bias gradient
+            source = self.names.of[members[0].inputs[0]]
+            return f"_rt.column_sums({source}{f', out={out}' if root in self.grad_of else ''})"
         temp = len(statements)
         for m in members:
             opdef = OPS[m.op]
@@ -162,6 +165,8 @@ class NumpyModule:
             arg_code = [self.array_code(a, shapes, i.shape, symbols_used)
                         for a, i in zip(args, m.inputs)]
             code = opdef.numpy(arg_code, dict(m.attrs))
+            if _outer_product(m):  # (M, 1) @ (1, N): a broadcast product beats a BLAS call
+                code = f"{paren(arg_code[0])} * {paren(arg_code[1])}"
             if m is root:
                 if root in self.grad_of:
                     return self.into_out(members, m, arg_code, statements, code, out)
@@ -188,7 +193,8 @@ class NumpyModule:
     def into_out(members, root, arg_code, statements, result, out="out"):
         """The root statement writing into ``out`` (None: a new array) without a copy."""
         if root.op == "matmul":
-            return f"numpy.matmul({arg_code[0]}, {arg_code[1]}, out={out})"
+            fn = "multiply" if _outer_product(root) else "matmul"
+            return f"numpy.{fn}({arg_code[0]}, {arg_code[1]}, out={out})"
         if root.op in ("sum", "max") and not root.attr("keepdims"):
             return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out={out})"
         inner = root.inputs[0]
@@ -373,6 +379,10 @@ def _in_place(target, expr, arrays):
             return f"{target} -= {print_numpy(-rest, arrays)}"
         return f"{target} += {print_numpy(rest, arrays)}"
     return f"{target}[...] = {print_numpy(expr, arrays)}"
+
+
+def _outer_product(node):
+    return node.op == "matmul" and node.inputs[0].shape[1] == 1
 
 
 def out_name(j):
