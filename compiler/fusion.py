@@ -222,10 +222,12 @@ def merge_siblings(kernels):
 
 
 def report(kernels, index):
-    """Text: each kernel, its nodes (``%i op file:line``) and the boundary rule that ended it."""
+    """Text: each kernel, its nodes (``%i op``), the boundary rule that ended it and, for
+    a merged kernel, why its sibling joined."""
     lines = []
     for k in kernels:
-        lines.append(f"{k.name} ({k.phase}; boundary: {k.boundary})")
+        merged = f"; merged: {k.merged}" if k.merged else ""
+        lines.append(f"{k.name} ({k.phase}; boundary: {k.boundary}{merged})")
         for m in k.members:
             lines.append(f"    %{index[m]} {m.op}")
     return "\n".join(lines)

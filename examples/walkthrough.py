@@ -12,7 +12,7 @@ import numpy as np
 from compiler import Graph, Input, Model, compile, nn, ops as F
 from compiler.autodiff import gradient_graph
 from compiler.flops import LABELS, compare, evaluate
-from compiler.fusion import partition
+from compiler.fusion import partition, report
 from compiler.passes import optimize
 from compiler.pipeline import forward_nodes
 from compiler.symbolic import partials
@@ -44,8 +44,8 @@ def main(argv=None):
 
     section("4. Fusion groups the nodes into kernels")
     kernels = partition(graph, forward_nodes(model))
-    for k in kernels:
-        print(f"  {k.name:<34} {k.phase:<8} {len(k.members)} nodes; boundary: {k.boundary}")
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    print(report(kernels, index))
 
     section("5. Each kernel becomes a function of a readable numpy module on disk")
     prog = compile(model, dtype="float64")

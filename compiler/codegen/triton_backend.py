@@ -24,6 +24,25 @@ from compiler.shapes import fmt, free_symbols
 INF = 'float("inf")'
 
 
+def _hoist_hyper(rule):
+    """The rule's assignments with every largest subexpression of hyperparameters alone
+    (``1 - b2``, ``1/bc2``) replaced by a scalar ``c0``, ``c1``, ...; and those scalars, in
+    the ``<name>_64`` (float64) hyperparameters.  Computed once per kernel in float64 and
+    rounded once, as numpy and PyTorch round ``(1 - beta2)`` from Python floats."""
+    hyper = {sympy.Symbol(h, real=True) for h in rule.hyper}
+    wide = {h: sympy.Symbol(f"{h.name}_64", real=True) for h in hyper}
+    found, out = {}, []
+    for target, expr in rule.assignments:
+        walk = sympy.preorder_traversal(expr)
+        for sub in walk:
+            if sub.free_symbols and sub.free_symbols <= hyper and not sub.is_Symbol:
+                if sub not in found:
+                    found[sub] = sympy.Symbol(f"c{len(found)}", real=True)
+                walk.skip()
+        out.append((target, expr.xreplace(found)))
+    return out, [(s.name, e.xreplace(wide)) for e, s in found.items()]
+
+
 class Operands(list):
     """The buffers a kernel reads, named ``<prefix>0``, ``<prefix>1``, ..."""
 
@@ -281,17 +300,22 @@ class TritonModule(NumpyModule):
             return f"_rt.constant({float(node.attr('value'))!r}, DTYPE)"
         return self.names.of[node]
 
-    @staticmethod
-    def update_source(rule):
+    def update_source(self, rule):
         stored = []
         for target, _ in rule.assignments:
             if target not in stored:
                 stored.append(target)
+        assignments, scalars = _hoist_hyper(rule)
+        used = set().union(*(e.free_symbols for _, e in assignments))
+        direct = [h for h in rule.hyper if sympy.Symbol(h, real=True) in used]
+        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("triton/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name, rule=list(rule.doc),
-                                 state_names=list(rule.state), stored=stored,
-                                 assignments=[(t, print_triton(e)) for t, e in rule.assignments])}
+                                 state_names=list(rule.state), stored=stored, float_type=float_type,
+                                 direct=direct,
+                                 scalars=[(s, print_triton(e, "float64")) for s, e in scalars],
+                                 assignments=[(t, print_triton(e)) for t, e in assignments])}
 
     def source(self):
         kernel_sources = [self.kernel_source(k) for k in self.kernels]
