@@ -112,11 +112,12 @@ def kernel_name(index, members):
     return f"k{index}_" + "_".join(ops[:4])
 
 
-def partition(graph, forward_nodes, predict_nodes=()):
+def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
     """The kernels of ``graph`` in execution order.
 
     ``forward_nodes`` marks the nodes of the forward pass (the rest are ``backward``);
-    of those, the ones ``predict_nodes`` does not hold compute the ``loss``.
+    of those, the ones ``predict_nodes`` does not hold compute the ``loss``, or a
+    ``metric`` when ``loss_nodes`` is given and does not hold them either.
     """
     predict_nodes = set(predict_nodes)
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
@@ -149,7 +150,8 @@ def partition(graph, forward_nodes, predict_nodes=()):
     for n in nodes:
         if owner[n] is n:
             phase = ("backward" if n not in forward_nodes else
-                     "forward" if n in predict_nodes or not predict_nodes else "loss")
+                     "forward" if n in predict_nodes or not predict_nodes else
+                     "metric" if loss_nodes is not None and n not in loss_nodes else "loss")
             kernels.append(Kernel(len(kernels), members[n], phase, reasons[n]))
     kernels = merge_siblings(kernels)
     for i, k in enumerate(kernels):

@@ -52,10 +52,15 @@ def predict_nodes(model):
     return set(toposort(list(model.outputs.values())))
 
 
+def kernels_of(model, graph):
+    """The partition of ``graph``, each kernel labelled forward, loss, metric or backward."""
+    return partition(graph, forward_nodes(model), predict_nodes(model), set(toposort([model.loss])))
+
+
 def generate(model, backend="numpy", dtype="float32", source_name=None):
     """``(graph, kernels, source text)`` for ``model`` without writing anything."""
     graph = training_graph(model)
-    kernels = partition(graph, forward_nodes(model), predict_nodes(model))
+    kernels = kernels_of(model, graph)
     module = NumpyModule(model, graph, kernels, dtype, source_name or _source_name(model))
     return graph, kernels, module.source()
 
@@ -81,7 +86,7 @@ def module_path(model, kind, backend, dtype, input_precision="ieee"):
         print(graph.format(), file=sys.stderr)
 
     def build():
-        kernels = partition(graph, forward_nodes(model), predict_nodes(model))
+        kernels = kernels_of(model, graph)
         if backend == "triton":
             module = TritonModule(model, graph, kernels, dtype, _source_name(model), kind,
                                   input_precision)

@@ -12,9 +12,9 @@ import numpy as np
 from compiler import Graph, Input, Model, compile, nn, ops as F
 from compiler.autodiff import gradient_graph
 from compiler.flops import LABELS, compare, evaluate
-from compiler.fusion import partition, report
+from compiler.fusion import report
 from compiler.passes import optimize
-from compiler.pipeline import forward_nodes
+from compiler.pipeline import kernels_of
 from compiler.symbolic import partials
 
 
@@ -43,7 +43,7 @@ def main(argv=None):
     print(graph.format(locations=False))
 
     section("4. Fusion groups the nodes into kernels")
-    kernels = partition(graph, forward_nodes(model))
+    kernels = kernels_of(model, graph)
     index = {n: i for i, n in enumerate(graph.nodes)}
     print(report(kernels, index))
 

@@ -202,7 +202,7 @@ def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
 
     report = json.loads(out.stdout)
     phases = {k["phase"] for k in report["kernels"]}
-    assert phases == {"forward", "loss", "backward", "update"}
+    assert phases == {"forward", "loss", "backward", "update", "metric"}  # metric: accuracy
     graph_kernels = [k for k in report["kernels"] if k["phase"] != "update"]
     assert all(k["local"] == 0 for k in report["kernels"])
     assert all(isinstance(k["flops"], int) and k["roofline_us"] > 0 for k in graph_kernels)
