@@ -19,8 +19,7 @@ from pathlib import Path
 
 from runtime.errors import GradcError
 
-CONSTEXPRS = {"BLOCK": "BLOCK", "BLOCK_R": "RED_BLOCK", "BLOCK_M": "CE_BLOCK_M",
-              "BLOCK_C": "CE_BLOCK_C"}
+CONSTEXPRS = {"BLOCK": "BLOCK", "BLOCK_C": "CE_BLOCK_C"}  # untuned: update kernels, classes
 WIDE = ("key", "threshold")
 
 
