@@ -245,7 +245,7 @@ def cmd_flops(args):
 
     ns = modelfile.load(args.model)
     model = ns["model"]
-    rows = compare(model)
+    rows = compare(model, batch=args.batch)
     numbers = evaluate(rows, args.batch) if args.batch is not None else None
     if args.json:
         out = {}

@@ -51,18 +51,27 @@ def forward_mode_graph(model):
 
 
 def _naive_rows(model, batch, budget):
+    """Formulas in the batch size where the counts are linear in it; otherwise the count
+    at ``batch`` (a number), or None without a batch."""
     names = _symbols(model)
-    if batch is not None or not names:
-        counts = naive_counts(model, {n: batch for n in names}, **budget)
-        return {k: sympy.Integer(v) for k, v in counts.items()}
+    if not names:
+        return {k: sympy.Integer(v) for k, v in naive_counts(model, {}, **budget).items()}
     # Fit a line in the batch size through sizes 3 and 4 and check it at 5.  (Sizes 1
     # and 2 are special: sympy cancels the mean's 1/B against a factor 2 there.)
-    at = {b: naive_counts(model, {n: b for n in names}, **budget) for b in (3, 4, 5)}
-    B = symbol(names[0])
-    out = {}
-    for key in ("naive", "naive_cse"):
-        line = sympy.expand(at[3][key] + (at[4][key] - at[3][key]) * (B - 3))
-        out[key] = line if line.subs(B, 5) == at[5][key] else None
+    out = {"naive": None, "naive_cse": None}
+    try:
+        at = {b: naive_counts(model, {n: b for n in names}, **budget) for b in (3, 4, 5)}
+    except BudgetExceeded:
+        if batch is None:
+            raise
+    else:
+        B = symbol(names[0])
+        for key in out:
+            line = sympy.expand(at[3][key] + (at[4][key] - at[3][key]) * (B - 3))
+            out[key] = line if line.subs(B, 5) == at[5][key] else None
+    if batch is not None and None in out.values():
+        counts = naive_counts(model, {n: batch for n in names}, **budget)
+        out = {k: v if v is not None else sympy.Integer(counts[k]) for k, v in out.items()}
     return out
 
 

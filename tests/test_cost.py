@@ -125,3 +125,25 @@ def test_flops_and_trace_commands(tmp_path):
     out = gradc("inspect", ROOT / "examples" / "seed_regression.py", "--batch", "4", "--json")
     kernels = json.loads(out.stdout)["kernels"]
     assert kernels[0]["name"] == "k0_matmul_add_tanh" and kernels[0]["flops"] == 128 * 4
+
+
+def test_a_classifier_has_naive_formulas_and_the_fused_loss_costs_its_definition():
+    """Labels do not change a row's formula, so the naive counts are lines in B; the
+    fused cross-entropy costs what its definition in primitives costs."""
+    from compiler.graph import toposort
+    from compiler.naive import naive_counts
+    from compiler.ops.composite import log_softmax
+    from compiler.ops.registry import OPS
+
+    x, k = Input("x", ("B", 2)), Input("k", ("B",), dtype="int64")
+    logits = nn.Dense(2, 3)(x)
+    model = Model([x, k], {"logits": logits}, F.cross_entropy(logits, k))
+    rows = compare(model)
+    B = symbol("B")
+    for key in ("naive", "naive_cse"):
+        assert rows[key]["flops"] is not None
+        assert rows[key]["flops"].subs(B, 2) == naive_counts(model, {"B": 2})[key]
+    composite = -F.mean(F.sum(F.one_hot(k, 3) * log_softmax(logits, 1), axis=1))
+    inner = [n for n in toposort([composite], stop=[logits, k]) if OPS[n.op].kind != "leaf"]
+    expected = sum((node_cost(n).flops for n in inner), 0)
+    assert node_cost(model.loss).flops == expected
