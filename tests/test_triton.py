@@ -121,6 +121,19 @@ def test_triton_source_is_readable():
     assert [k.name for k in tprog.kernels] == [k.name for k in compile(mlp()).kernels]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "triton"])
+def test_generated_modules_have_no_dead_code(backend):
+    """pyflakes finds no unused name, import or assignment in any example's module."""
+    from pyflakes.api import check
+    from pyflakes.reporter import Reporter
+    import io
+
+    for name in EXAMPLE_MODELS:
+        source = compile(example(name)["model"], backend=backend).source
+        out = io.StringIO()
+        assert check(source, name, Reporter(out, out)) == 0, out.getvalue()
+
+
 def test_missing_gpu_and_interpreter_is_a_one_line_error(tmp_path):
     model = tmp_path / "m.py"
     model.write_text("from compiler import Model, Param, ops as F\n"

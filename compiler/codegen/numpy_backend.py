@@ -318,13 +318,19 @@ class NumpyModule:
         if any(a == "rng" for k in kernels for a in self.kernel_args[k]):
             slices.append("rng = None if seed is None else (seed, step)")
         prologue += [f"g_{self.names.of[p]} = grads[{p.name!r}]" for p in self.model.params]
+        read = {a for k in kernels for a in self.kernel_args[k]}
+        read.update(self.value_of(n) for n in [outs["loss"], *metrics.values()])
         calls = []
         for k in kernels:
             args = list(self.kernel_args[k])
             for j, result in enumerate(k.outputs):
                 if result in self.grad_of:
                     args.append(f"{out_name(j)}=g_{self.names.of[self.grad_of[result]]}")
-            calls.append(f"{self.results(k)} = {k.name}({', '.join(args)})")
+            call = f"{k.name}({', '.join(args)})"
+            if any(self.names.of[r] in read for r in k.outputs) or not all(
+                    r in self.grad_of for r in k.outputs):
+                call = f"{self.results(k)} = {call}"
+            calls.append(call)  # a call that only writes gradients in place assigns nothing
         copies = [f"g_{self.names.of[p]}[...] = {self.value_of(g)}"
                   for p, g in zip(self.model.params, grads) if self.grad_of.get(g) is not p]
         length = f"{self.names.of[used[0]]}_all.shape[0]" if used else "1"

@@ -290,6 +290,8 @@ class TritonModule(NumpyModule):
         return "triton/reduction.py.jinja", dict(
             operands=operands, epilogue=epilogue_ops, dims=list(range(len(S))),
             out_dims=list(range(len(red.shape))), reduced=list(axes), index=index, passes=passes,
+            out_used=[d for d in range(len(red.shape))
+                      if epilogue_ops or f"o{d}" in index.values()],
             acc_dtype=acc, body=[f"v = {print_triton(v, self.dtype)}"],
             epilogue_body=[f"result = {print_triton(out_value, self.dtype)}"], space=shape_code(S),
             space_text=fmt(S), out_text=fmt(red.shape), reduced_shape=shape_code(red.shape))
