@@ -21,6 +21,7 @@ Bytes per kernel: every input buffer read once plus the result written once.
 >>> node_cost(F.tanh(x) * 2.0).flops
 3*B
 """
+import functools
 from dataclasses import dataclass
 
 import sympy
@@ -144,6 +145,7 @@ def at_batch(formula, batch):
     return int(value) if value.is_Integer else (float(value) if value.is_number else str(value))
 
 
+@functools.lru_cache(maxsize=4096)
 def fmt(x):
-    """A formula as text: ``4*B + 12``."""
+    """A formula as text: ``4*B + 12`` (remembered: kernels of a big graph share a few)."""
     return str(sympy.sympify(x))
