@@ -102,15 +102,21 @@ def test_dropout_masks_are_identical_on_both_backends():
     assert abs(kept - 0.7) < 0.03
 
 
-def test_hvp_on_triton_matches_numpy():
-    prog, tprog = both(mlp(), "float64")
+@pytest.mark.parametrize("classifier", [False, True])
+def test_hvp_on_triton_matches_numpy(classifier):
+    """The classifier's Hessian runs the cross-entropy gradient with a tangent scale."""
+    model = mlp("tanh", (3, 8, 4), classifier=True) if classifier else mlp()
+    prog, tprog = both(model, "float64")
     params = prog.init_params(0)
     rng = np.random.default_rng(2)
-    batch = {"x": rng.normal(size=(6, 3)), "y": rng.normal(size=(6, 1))}
+    batch = {"x": rng.normal(size=(6, 3))}
+    batch.update({"k": rng.integers(0, 4, size=6)} if classifier else {"y": rng.normal(size=(6, 1))})
     vector = {k: rng.normal(size=v.shape) for k, v in params.items()}
     a, b = prog.hvp(params, batch, vector), tprog.hvp(params, batch, vector)
     for k in a:
         assert_same(a[k], b[k], 1e-10)
+    assert abs(prog.jvp(params, batch, vector)[1] - tprog.jvp(params, batch, vector)[1]) <= \
+        1e-10 * abs(prog.jvp(params, batch, vector)[1])
 
 
 def test_triton_source_is_readable():
