@@ -21,7 +21,7 @@ def _softmax_parts(z):
 
 def _rows_and_labels(z, labels):
     """Row indices and labels of the rows whose label is in ``[0, C)`` (one_hot's meaning:
-    a label outside picks nothing)."""
+    a label outside picks nothing, so its row adds no loss and gets no gradient)."""
     labels = np.asarray(labels)
     rows = np.arange(z.shape[0])
     inside = (labels >= 0) & (labels < z.shape[1])
@@ -48,14 +48,17 @@ def softmax_cross_entropy_with_grad(z, labels, g):
         return np.zeros((), z.dtype), (None if g is None else np.zeros_like(z))
     m, e, s = _softmax_parts(z)
     rows, picked = _rows_and_labels(z, labels)
-    # per row log(s) - (z[label] - m): the shift cancels exactly, so logits of 1e4 keep
-    # full precision
-    per_row = np.log(s[:, 0])
-    per_row[rows] -= z[rows, picked] - m[rows, 0]
+    # per labelled row log(s) + m - z[label], as log(s) + (m - z[label]): the shift
+    # cancels exactly, so logits of 1e4 keep full precision; rows without a label add 0
+    per_row = np.log(s[rows, 0]) + (m[rows, 0] - z[rows, picked])
     loss = np.asarray(per_row.sum() / n, dtype=z.dtype)
     if g is None:
         return loss, None
     e *= np.asarray(g / n, dtype=z.dtype) / s     # softmax * g / N, in place
+    if len(rows) < n:  # rows without a label get no gradient
+        unlabelled = np.ones(n, bool)
+        unlabelled[rows] = False
+        e[unlabelled] = 0
     e[rows, picked] -= np.asarray(g / n, dtype=z.dtype)
     return loss, e
 

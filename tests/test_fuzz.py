@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compiler import Input, Model, Param, compile, ops as F
+from compiler.graph import toposort
 
 TRITON = importlib.util.find_spec("triton") is not None  # without it, the numpy checks still run
 
@@ -27,6 +28,10 @@ UNARY = {
 BINARY = {
     "add": F.add, "sub": F.sub, "mul": F.mul, "div": lambda a, b: a / (1.5 + F.sin(b)),
     "pow": lambda a, b: (1.2 + F.sigmoid(a)) ** F.tanh(b),
+    # a @ (b.T @ b), of a's shape, where the shapes allow (weight-gradient-like products
+    # over rows, and column sums beside them), else a product
+    "matmul": lambda a, b: (F.matmul(a, F.matmul(F.transpose(b), b)) if a.ndim == b.ndim == 2
+                            and a.shape[1] == b.shape[1] else a * b),
 }
 
 
@@ -36,6 +41,9 @@ def reduce_ops(m, n):
         "mean_last": lambda a: F.mean(a, axis=-1, keepdims=True) if a.ndim else a,
         "lse": lambda a: F.logsumexp(a, axis=-1, keepdims=True) if a.ndim else a,
         "softmax": lambda a: F.softmax(a) if a.ndim else a,
+        # softmax cross-entropy of the rows against labels k (one input, of m rows)
+        "xent": lambda a: F.cross_entropy(a, Input("k", (m,), dtype="int64"))
+        if a.ndim == 2 and a.shape[0] == m else a,
     }
 
 
@@ -65,7 +73,9 @@ def build(m, n, leaves, steps):
             pool.append(list(reductions.values())[c % len(reductions)](x))
     out = pool[-1]
     r = Input("r", out.shape, dtype="float64")
-    return Model([r], {"out": out}, F.sum(out * r) + 0.01 * F.sum(pool[0] ** 2))
+    loss = F.sum(out * r) + 0.01 * F.sum(pool[0] ** 2)
+    labels = [n for n in toposort([loss]) if n.op == "input" and n.name == "k"]
+    return Model([r] + labels[:1], {"out": out}, loss)
 
 
 def check(case):
@@ -76,6 +86,9 @@ def check(case):
     params = {p.name: rng.normal(size=p.shape) for p in model.params}
     out_shape = tuple(int(d) for d in model.outputs["out"].shape)
     batch = {"r": rng.normal(size=out_shape)}
+    for x in model.inputs:
+        if x.name == "k":  # labels, possibly outside [0, C): those rows pick no class
+            batch["k"] = rng.integers(-1, n + 1, size=tuple(int(d) for d in x.shape))
     loss, grads = prog.loss_and_grad(params, batch)
     h = 1e-6
     for name, value in params.items():
@@ -129,3 +142,19 @@ def test_regression_reduction_of_an_expression_sympy_cancels_to_a_constant():
     prog = compile(model, dtype="float64")
     loss, grads = prog.loss_and_grad({"a": np.ones((2, 3))}, {})
     assert loss == 6.0 and grads["a"].tolist() == [[2.0] * 3] * 2
+
+
+def test_regression_cross_entropy_of_a_row_whose_label_is_not_a_class():
+    """Found by the fuzzer: for a row whose label is outside [0, C) the fused loss kernels
+    disagreed with each other and with the gradient (one_hot gives such a row no class).
+    Now, as the composite definition, the row adds nothing and gets no gradient, on both
+    backends (``check`` runs Triton too)."""
+    check((1, 1, [(1, 1)], [("reduce", 0, 0, 24)], 0))
+    z, k = Param("z", (4, 3)), Input("k", (4,), dtype="int64")
+    fused = compile(Model([k], loss=F.cross_entropy(z, k)), dtype="float64")
+    composite = compile(Model([k], loss=-F.mean(F.sum(F.one_hot(k, 3) * F.log_softmax(z, 1), axis=1))),
+                        dtype="float64")
+    params, batch = {"z": np.arange(12.0).reshape(4, 3) * 0.7}, {"k": np.array([0, -1, 3, 2])}
+    assert abs(fused.loss(params, batch) - composite.loss(params, batch)) <= 1e-12
+    np.testing.assert_allclose(fused.loss_and_grad(params, batch)[1]["z"],
+                               composite.loss_and_grad(params, batch)[1]["z"], atol=1e-12)

@@ -2,7 +2,9 @@
 
 ``softmax_cross_entropy(z, k)`` is the mean over rows of ``logsumexp(z_i) - z_i[k_i]``
 for ``(N, C)`` logits and ``(N,)`` integer labels; its gradient is the primitive
-``softmax_cross_entropy_grad(z, k, g) = (softmax(z) - onehot(k)) * g / N``.  Kept
+``softmax_cross_entropy_grad(z, k, g) = (softmax(z) - onehot(k)) * g / N``.  A row whose
+label is not a class (outside ``[0, C)``) adds 0 and gets a zero gradient, as the
+composite ``-mean(sum(one_hot(k) * log_softmax(z)))`` does.  Kept
 whole, the two read the logits once and become one row-wise kernel (``fusion``).
 
 Each op's meaning in the other primitives is ``definition(node)``: the cost model
@@ -56,9 +58,15 @@ def _loss_definition(node):
     return -F.mean(F.sum(F.one_hot(k, z.shape[1]) * log_p, axis=1))
 
 
+def _labelled(z, k):
+    """1 for a row whose label is a class, 0 for one outside ``[0, C)`` (one_hot gives such
+    a row no class: it adds nothing to the loss and gets no gradient)."""
+    return F.sum(F.one_hot(k, z.shape[1]), 1, keepdims=True)
+
+
 def _grad_definition(node):
     z, k, g = node.inputs
-    return (_softmax(z) - F.one_hot(k, z.shape[1])) * (g * _rows(z))
+    return (_softmax(z) * _labelled(z, k) - F.one_hot(k, z.shape[1])) * (g * _rows(z))
 
 
 def _loss_vjp(node, g):
@@ -73,7 +81,7 @@ def _loss_jvp(node, t):
 
 def _grad_vjp(node, v):
     z, k, g = node.inputs
-    return [_softmax_jvp(z, v * (g * _rows(z))), None,
+    return [_softmax_jvp(z, v * _labelled(z, k) * (g * _rows(z))), None,
             F.sum(cross_entropy_grad_node(z, k, 1.0) * v)]
 
 
@@ -81,7 +89,7 @@ def _grad_jvp(node, t):
     z, k, g = node.inputs
     terms = []
     if t[0] is not None:
-        terms.append(_softmax_jvp(z, t[0]) * (g * _rows(z)))
+        terms.append(_softmax_jvp(z, t[0]) * _labelled(z, k) * (g * _rows(z)))
     if t[2] is not None:
         terms.append(cross_entropy_grad_node(z, k, t[2]))
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
