@@ -7,11 +7,13 @@ A kernel is a tree of nodes computed together, of one of four shapes:
   elementwise ops that consume its result (bias, activation, ...);
 - reduction: one reduction (sum, max, logsumexp) with its elementwise producers
   fused before it and elementwise consumers after it;
-- loss: the row-wise softmax cross-entropy, reading its logits and labels.
+- loss: the row-wise softmax cross-entropy (or its gradient, or the accuracy), reading
+  its logits and labels.
 
-Then siblings that read the same buffer merge into one kernel with two results
-(``merge_siblings``): the cross-entropy's gradient joins the loss (the loss's forward
-and backward read the logits once), and a bias gradient, the column sums of the
+Then siblings that read the same buffer merge into one kernel with several results
+(``merge_siblings``): the cross-entropy's gradient and the training accuracy join the
+loss (the loss's forward and backward and the metric read the logits once), and a bias
+gradient, the column sums of the
 matmul operand ``dz`` in ``dW = x.T @ dz``, joins that matmul (summed while the
 matmul loads ``dz``).
 
@@ -100,7 +102,8 @@ def _join_rule(n, user, user_is_root, heavy, members):
     return None
 
 
-SHORT = {"softmax_cross_entropy": "cross_entropy", "softmax_cross_entropy_grad": "grad"}
+SHORT = {"softmax_cross_entropy": "cross_entropy", "softmax_cross_entropy_grad": "grad",
+         "softmax_cross_entropy_accuracy": "accuracy"}
 
 
 def kernel_name(index, members):
@@ -166,10 +169,13 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
 
 
 def _loss_sibling(a, b, position):
-    """Why kernel ``b`` (a cross-entropy gradient) may join kernel ``a`` (its loss), or None."""
-    if not (a.members == [a.root] and b.members == [b.root]
-            and b.root.op == "softmax_cross_entropy_grad" and b.root.inputs[:2] == a.root.inputs):
+    """Why kernel ``b`` (a cross-entropy gradient or accuracy) may join kernel ``a`` (its
+    loss), or None."""
+    if not (b.members == [b.root] and b.root.inputs[:2] == a.root.inputs
+            and all(len(g) == 1 and g[0].op != b.root.op for g in a.groups)):
         return None
+    if b.root.op == "softmax_cross_entropy_accuracy":
+        return "the accuracy reads the same logits"
     g = b.root.inputs[2]
     if g.op == "const" or OPS[g.op].kind == "leaf" or position.get(g, len(position)) < a.index:
         return "the loss's gradient reads the same logits"
@@ -205,20 +211,20 @@ def merge_siblings(kernels):
                 users.setdefault(i, set()).add(k)
     absorbed = set()
     for b in kernels:
-        if b.root.op == "softmax_cross_entropy_grad":
+        if b.root.op in ("softmax_cross_entropy_grad", "softmax_cross_entropy_accuracy"):
             a = candidates.get(b.root.inputs[:2])
             reason = a and _loss_sibling(a, b, position)
         else:
             a = candidates.get(b.members[0].inputs[0]) if b.members[0].inputs else None
-            reason = a and _bias_sibling(a, b)
-        if not reason or a is b or a in absorbed or len(a.groups) > 1:
+            reason = a and len(a.groups) == 1 and _bias_sibling(a, b)
+        if not reason or a is b or a in absorbed:
             continue
         # every consumer of b's result must still come after the merged kernel
         if any(b.index < u.index <= a.index for u in users.get(b.root, ())):
             continue
         a.groups.append(list(b.members))
         a.members = [x for g in a.groups for x in g]
-        a.merged = reason
+        a.merged = reason if not a.merged else f"{a.merged}; {reason}"
         absorbed.add(b)
     return [k for k in kernels if k not in absorbed]
 

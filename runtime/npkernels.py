@@ -32,35 +32,50 @@ def _rows_and_labels(z, labels):
 
 def softmax_cross_entropy(z, labels):
     """Mean over rows of ``logsumexp(z_i) - z_i[label_i]`` (a 0-d array)."""
-    return softmax_cross_entropy_with_grad(z, labels, None)[0]
+    return softmax_cross_entropy_fused(z, labels, None, ("loss",))[0]
 
 
 def softmax_cross_entropy_grad(z, labels, g):
     """``(softmax(z) - onehot(labels)) * g / N``."""
-    return softmax_cross_entropy_with_grad(z, labels, g)[1]
+    return softmax_cross_entropy_fused(z, labels, g, ("grad",))[0]
 
 
-def softmax_cross_entropy_with_grad(z, labels, g):
-    """``(loss, gradient)`` from one pass of exponentials (the fused loss kernel); with
-    ``g`` None only the loss."""
+def classification_accuracy(z, labels):
+    """Fraction of rows whose label's logit is the largest (ties count as right; a row
+    without a label compares 0 with its maximum, as ``sum(one_hot * z)`` does)."""
+    return softmax_cross_entropy_fused(z, labels, None, ("accuracy",))[0]
+
+
+def softmax_cross_entropy_fused(z, labels, g, wanted):
+    """The fused loss kernel: the results named in ``wanted`` ("loss", "grad",
+    "accuracy"), in that order, from one pass of exponentials over the logits."""
     n = z.shape[0]
-    if n == 0:
-        return np.zeros((), z.dtype), (None if g is None else np.zeros_like(z))
-    m, e, s = _softmax_parts(z)
     rows, picked = _rows_and_labels(z, labels)
-    # per labelled row log(s) + m - z[label], as log(s) + (m - z[label]): the shift
-    # cancels exactly, so logits of 1e4 keep full precision; rows without a label add 0
-    per_row = np.log(s[rows, 0]) + (m[rows, 0] - z[rows, picked])
-    loss = np.asarray(per_row.sum() / n, dtype=z.dtype)
-    if g is None:
-        return loss, None
-    e *= np.asarray(g / n, dtype=z.dtype) / s     # softmax * g / N, in place
-    if len(rows) < n:  # rows without a label get no gradient
-        unlabelled = np.ones(n, bool)
-        unlabelled[rows] = False
-        e[unlabelled] = 0
-    e[rows, picked] -= np.asarray(g / n, dtype=z.dtype)
-    return loss, e
+    results = {}
+    if "accuracy" in wanted:
+        chosen = np.zeros(n, z.dtype)
+        chosen[rows] = z[rows, picked]
+        hits = np.count_nonzero(chosen >= z.max(axis=1, initial=-np.inf)) if n else 0
+        results["accuracy"] = np.asarray(hits / max(n, 1), dtype=z.dtype)
+    if "loss" in wanted or "grad" in wanted:
+        if n == 0:
+            results.update(loss=np.zeros((), z.dtype), grad=np.zeros_like(z))
+        else:
+            m, e, s = _softmax_parts(z)
+            # per labelled row log(s) + m - z[label], as log(s) + (m - z[label]): the shift
+            # cancels exactly, so logits of 1e4 keep full precision; rows without a label add 0
+            per_row = np.log(s[rows, 0]) + (m[rows, 0] - z[rows, picked])
+            results["loss"] = np.asarray(per_row.sum() / n, dtype=z.dtype)
+            if "grad" in wanted:
+                scale = np.asarray(g / n, dtype=z.dtype)
+                e *= scale / s     # softmax * g / N, in place
+                if len(rows) < n:  # rows without a label get no gradient
+                    unlabelled = np.ones(n, bool)
+                    unlabelled[rows] = False
+                    e[unlabelled] = 0
+                e[rows, picked] -= scale
+                results["grad"] = e
+    return tuple(results[w] for w in wanted)
 
 
 _ONES = {}

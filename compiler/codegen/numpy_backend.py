@@ -117,10 +117,8 @@ class NumpyModule:
         symbols_used = set()
         for leaf in k.inputs:
             shapes[self.names.of[leaf]] = leaf.shape
-        if [m.op for m in k.members] == ["softmax_cross_entropy", "softmax_cross_entropy_grad"]:
-            args = [self.array_code(self.ref(i, exprs), shapes, i.shape, symbols_used)
-                    for i in k.members[1].inputs]
-            results = [f"_rt.softmax_cross_entropy_with_grad({', '.join(args)})"]
+        if len(k.members) > 1 and all(OPS[m.op].kind == "loss" for m in k.members):
+            results = [self.fused_loss_call(k, exprs, shapes, symbols_used)]
         else:
             results = [self.group_result(k, group, j, exprs, statements, shapes, symbols_used)
                        for j, group in enumerate(k.groups)]
@@ -136,6 +134,18 @@ class NumpyModule:
                       summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
                       merged=k.merged, provenance=provenance, statements=statements,
                       result=", ".join(results), flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
+
+    def fused_loss_call(self, k, exprs, shapes, symbols_used):
+        """The merged loss kernel: one helper call returning its results in order."""
+        z, labels = k.root.inputs
+        grad = next((m for m in k.members if m.op == "softmax_cross_entropy_grad"), None)
+        g = grad.inputs[2] if grad is not None else None
+        args = [self.array_code(self.ref(i, exprs), shapes, i.shape, symbols_used)
+                for i in (z, labels) + ((g,) if g is not None else ())]
+        if g is None:
+            args.append("None")
+        wanted = tuple(LOSS_RESULTS[m.op] for m in k.members)
+        return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r})"
 
     def provenance(self, k):
         """One comment line per fused node: ``%index op shape file:line``."""
@@ -372,6 +382,8 @@ class NumpyModule:
                       kernel_table=table, entries=entries, updates=updates)
 
 
+LOSS_RESULTS = {"softmax_cross_entropy": "loss", "softmax_cross_entropy_grad": "grad",
+                "softmax_cross_entropy_accuracy": "accuracy"}
 ZERO_BY_DEFAULT = ("wd", "dwd")  # weight decays: usually 0, so the update skips them then
 
 

@@ -159,6 +159,7 @@ class TritonModule(NumpyModule):
         """The row-wise softmax cross-entropy: loss, gradient, or both from one read of the logits."""
         by_op = {m.op: m for m in k.members}
         loss, grad = by_op.get("softmax_cross_entropy"), by_op.get("softmax_cross_entropy_grad")
+        accuracy = by_op.get("softmax_cross_entropy_accuracy")
         z, labels = k.root.inputs[:2]
         names = {r: out_name(j) for j, r in enumerate(k.outputs)}
         g_ptr, g_value = None, None
@@ -170,7 +171,7 @@ class TritonModule(NumpyModule):
                 g_ptr, g_value = self.names.of[g], "tl.load(g_ptr)"
         float_ptr = "*fp64" if self.dtype == "float64" else "*fp32"
         self.pointers[k.name] = {"z_ptr": float_ptr, "k_ptr": "*i64", "g_ptr": float_ptr,
-                                 "loss_ptr": float_ptr, "dz_ptr": float_ptr}
+                                 "loss_ptr": float_ptr, "dz_ptr": float_ptr, "acc_ptr": float_ptr}
         self.kernel_args[k] = [self.names.of[i] for i in k.inputs]
         float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
         return render("triton/cross_entropy.py.jinja", name=k.name, phase=k.phase,
@@ -180,7 +181,8 @@ class TritonModule(NumpyModule):
                       flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
                       args=self.kernel_args[k] + self.out_args(k), z=self.names.of[z],
                       k=self.names.of[labels], g_ptr=g_ptr, g_value=g_value,
-                      loss=names.get(loss), grad=names.get(grad), space_text=fmt(z.shape),
+                      loss=names.get(loss), grad=names.get(grad), accuracy=names.get(accuracy),
+                      space_text=fmt(z.shape),
                       float_type=float_type, results=", ".join(names[r] for r in k.outputs))
 
     def _pointer_types(self, template, k):

@@ -7,7 +7,7 @@ import weakref
 
 from compiler.graph import user_location
 from compiler.ops import api as F
-from compiler.ops.loss import cross_entropy_node
+from compiler.ops.loss import accuracy_node, cross_entropy_node
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -71,9 +71,13 @@ def cross_entropy(logits, labels):
 
 
 def accuracy(logits, labels):
-    """Fraction of rows whose largest logit is at the label (ties count as right)."""
-    picked = F.sum(F.one_hot(labels, logits.shape[1]) * logits, axis=1)
-    return F.mean(F.where(F.greater_equal(picked, F.max(logits, axis=1)), 1.0, 0.0))
+    """Fraction of rows whose largest logit is at the label (ties count as right); one
+    primitive, computed in the cross-entropy's kernel when the model has one."""
+    logits, labels = F.as_node(logits), F.as_node(labels)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise GradcError(f"accuracy needs (N, C) logits and (N,) integer labels, "
+                         f"got {fmt(logits.shape)} and {fmt(labels.shape)}", where=user_location())
+    return accuracy_node(logits, labels)
 
 
 def binary_accuracy(logits, targets):

@@ -7,6 +7,9 @@ label is not a class (outside ``[0, C)``) adds 0 and gets a zero gradient, as th
 composite ``-mean(sum(one_hot(k) * log_softmax(z)))`` does.  Kept
 whole, the two read the logits once and become one row-wise kernel (``fusion``).
 
+The training accuracy, ``softmax_cross_entropy_accuracy(z, k)``, is a primitive too (not
+differentiable), so that it comes from the same read of the logits.
+
 Each op's meaning in the other primitives is ``definition(node)``: the cost model
 counts its flops, the naive baseline scalarizes it, and the tests compare against it.
 Derivatives of any order are rules in those primitives (softmax's Jacobian is
@@ -29,6 +32,10 @@ def _check(inputs, attrs):
 
 def cross_entropy_node(z, k):
     return make("softmax_cross_entropy", (z, k))
+
+
+def accuracy_node(z, k):
+    return make("softmax_cross_entropy_accuracy", (z, k))
 
 
 def cross_entropy_grad_node(z, k, g):
@@ -100,6 +107,17 @@ register(OpDef(
     vjp=_loss_vjp, jvp=_loss_jvp, definition=_loss_definition,
     numpy=lambda args, attrs: f"_rt.softmax_cross_entropy({args[0]}, {args[1]})",
     doc="mean over rows of logsumexp(z) - z[label]"))
+def _accuracy_definition(node):
+    z, k = node.inputs
+    picked = F.sum(F.one_hot(k, z.shape[1]) * z, axis=1)
+    return F.mean(F.where(F.greater_equal(picked, F.max(z, axis=1)), 1.0, 0.0))
+
+
+register(OpDef(
+    "softmax_cross_entropy_accuracy", "loss", shape=lambda i, a: (), dtype=_check,
+    definition=_accuracy_definition, differentiable=False,
+    numpy=lambda args, attrs: f"_rt.classification_accuracy({args[0]}, {args[1]})",
+    doc="fraction of rows whose largest logit is at the label (ties count as right)"))
 register(OpDef(
     "softmax_cross_entropy_grad", "loss", shape=lambda i, a: i[0].shape, dtype=_check,
     vjp=_grad_vjp, jvp=_grad_jvp, definition=_grad_definition,
