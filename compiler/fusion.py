@@ -26,7 +26,7 @@ becomes a boundary, stored in a buffer, when it is a graph output, when several 
 use it, or when its kernel has reached ``MAX_NODES``.  Leaves (inputs, parameters) are
 buffers; constants are inlined.
 
-The fusion report (``report(kernels)``) says what went where and why each
+The fusion report (``report(kernels, index)``) says what went where and why each
 boundary is there.
 """
 from dataclasses import dataclass, field
@@ -39,7 +39,10 @@ MAX_NODES = 24
 
 @dataclass(eq=False)
 class Kernel:
-    """One fused kernel: ``members`` in topological order, ``root`` (last) is its result."""
+    """One fused kernel.  ``groups`` are its trees (one, or more once siblings merged),
+    each in topological order with its result last; ``members`` is all of them in order,
+    ``root`` the first group's result, ``outputs`` every group's result, ``merged`` why
+    the siblings joined, ``boundary`` the rule that ended the first group."""
 
     index: int
     members: list
