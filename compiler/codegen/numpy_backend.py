@@ -14,6 +14,7 @@ from compiler import cost
 from compiler.codegen.printer import print_numpy
 from compiler.codegen.templates import render
 from compiler.config import VERSION
+from compiler.ops.loss import RESULTS
 from compiler.ops.registry import OPS, paren
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
@@ -128,30 +129,37 @@ class NumpyModule:
             args.append("rng")
         self.kernel_args[k] = args
         args = args + [f"{out_name(j)}=None" for j, r in enumerate(k.outputs) if r in self.grad_of]
-        provenance = self.provenance(k)
-        est = self.costs[k]
-        return render("numpy/kernel.py.jinja", name=k.name, args=args, phase=k.phase,
-                      summary=" -> ".join(_dedupe(m.op for m in k.members)), boundary=k.boundary,
-                      merged=k.merged, provenance=provenance, statements=statements,
-                      result=", ".join(results), flops=cost.fmt(est.flops), bytes=cost.fmt(est.bytes))
+        return render("numpy/kernel.py.jinja", args=args, statements=statements,
+                      result=", ".join(results), **self.header(k))
 
     def fused_loss_call(self, k, exprs, shapes, symbols_used):
         """The merged loss kernel: one helper call returning its results in order."""
         z, labels = k.root.inputs
-        grad = next((m for m in k.members if m.op == "softmax_cross_entropy_grad"), None)
+        grad = next((m for m in k.members if RESULTS[m.op] == "grad"), None)
         g = grad.inputs[2] if grad is not None else None
         args = [self.array_code(self.ref(i, exprs), shapes, i.shape, symbols_used)
                 for i in (z, labels) + ((g,) if g is not None else ())]
         if g is None:
             args.append("None")
-        wanted = tuple(LOSS_RESULTS[m.op] for m in k.members)
+        wanted = tuple(RESULTS[m.op] for m in k.members)
         return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r})"
 
-    def provenance(self, k):
-        """One comment line per fused node: ``%index op shape file:line``."""
+    def header(self, k):
+        """What every kernel's header says: name, phase, the ops, the boundary rule and
+        merge reason, flops and bytes, and one provenance line per fused node
+        (``%index op shape file:line``)."""
         width = max(14, *(len(m.op) for m in k.members))
-        return [f"%{self.index[m]:<5} {m.op:<{width}} {fmt(m.shape):<14} {_location(m.where)}"
-                for m in k.members]
+        return dict(name=k.name, phase=k.phase, boundary=k.boundary, merged=k.merged,
+                    summary=" -> ".join(_dedupe(m.op for m in k.members)),
+                    flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
+                    provenance=[f"%{self.index[m]:<5} {m.op:<{width}} {fmt(m.shape):<14} "
+                                f"{_location(m.where)}" for m in k.members])
+
+    def table_entry(self, k):
+        """The kernel's row in the module's ``KERNELS`` table."""
+        return {"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
+                "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
+                "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)}
 
     def group_result(self, k, members, j, exprs, statements, shapes, symbols_used):
         """Code for the result of one group of ``k`` (temporaries go to ``statements``)."""
@@ -367,10 +375,7 @@ class NumpyModule:
                             else self.derivative_entries())
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
-        table = [repr({"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
-                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
-                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes)})
-                 for k in self.kernels]
+        table = [repr(self.table_entry(k)) for k in self.kernels]
         return render("numpy/module.py.jinja", version=VERSION, source=self.source_name,
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
                       title=self.model.name or self.source_name, kind=self.kind,
@@ -382,8 +387,6 @@ class NumpyModule:
                       kernel_table=table, entries=entries, updates=updates)
 
 
-LOSS_RESULTS = {"softmax_cross_entropy": "loss", "softmax_cross_entropy_grad": "grad",
-                "softmax_cross_entropy_accuracy": "accuracy"}
 ZERO_BY_DEFAULT = ("wd", "dwd")  # weight decays: usually 0, so the update skips them then
 
 

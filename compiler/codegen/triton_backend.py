@@ -12,11 +12,11 @@ import re
 
 import sympy
 
-from compiler import cost
-from compiler.codegen.numpy_backend import NumpyModule, _dedupe, _location, out_name
+from compiler.codegen.numpy_backend import NumpyModule, out_name
 from compiler.codegen.templates import render
 from compiler.codegen.triton_printer import print_triton
 from compiler.config import VERSION
+from compiler.ops.loss import RESULTS
 from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.shapes import fmt, free_symbols
@@ -127,11 +127,7 @@ class TritonModule(NumpyModule):
         top = root.inputs[0] if relabel else root
         heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("matmul", "reduce")), None)
         shapes_used = set(free_symbols(root.shape)) | set(free_symbols(top.shape))
-        context = dict(name=k.name, phase=k.phase, boundary=k.boundary, merged=k.merged,
-                       summary=" -> ".join(_dedupe(m.op for m in k.members)),
-                       provenance=self.provenance(k),
-                       flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
-                       out_shape=shape_code(root.shape))
+        context = dict(self.header(k), out_shape=shape_code(root.shape))
         extra_host, random = [], False
         if heavy is not None and heavy.op == "matmul":
             template, ctx = self._matmul(k, heavy, top, shapes_used)
@@ -148,21 +144,22 @@ class TritonModule(NumpyModule):
         if random:
             args.append("rng")
         self.kernel_args[k] = args
-        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
         return render(template, args=args + self.out_args(k), scalars=scalars,
-                      float_type=float_type, **context, **ctx)
+                      float_type=self.float_type, **context, **ctx)
+
+    @property
+    def float_type(self):
+        return "tl.float64" if self.dtype == "float64" else "tl.float32"
 
     def out_args(self, k):
         return [f"{out_name(j)}=None" for j in range(len(k.outputs))]
 
     def _cross_entropy(self, k):
         """The row-wise softmax cross-entropy: loss, gradient, or both from one read of the logits."""
-        by_op = {m.op: m for m in k.members}
-        loss, grad = by_op.get("softmax_cross_entropy"), by_op.get("softmax_cross_entropy_grad")
-        accuracy = by_op.get("softmax_cross_entropy_accuracy")
+        results = {RESULTS[r.op]: out_name(j) for j, r in enumerate(k.outputs)}
         z, labels = k.root.inputs[:2]
-        names = {r: out_name(j) for j, r in enumerate(k.outputs)}
         g_ptr, g_value = None, None
+        grad = next((m for m in k.members if RESULTS[m.op] == "grad"), None)
         if grad is not None:
             g = grad.inputs[2]
             if g.op == "const":
@@ -173,17 +170,12 @@ class TritonModule(NumpyModule):
         self.pointers[k.name] = {"z_ptr": float_ptr, "k_ptr": "*i64", "g_ptr": float_ptr,
                                  "loss_ptr": float_ptr, "dz_ptr": float_ptr, "acc_ptr": float_ptr}
         self.kernel_args[k] = [self.names.of[i] for i in k.inputs]
-        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
-        return render("triton/cross_entropy.py.jinja", name=k.name, phase=k.phase,
-                      boundary=k.boundary, merged=k.merged,
-                      summary=" -> ".join(_dedupe(m.op for m in k.members)),
-                      provenance=self.provenance(k),
-                      flops=cost.fmt(self.costs[k].flops), bytes=cost.fmt(self.costs[k].bytes),
+        return render("triton/cross_entropy.py.jinja", **self.header(k),
                       args=self.kernel_args[k] + self.out_args(k), z=self.names.of[z],
                       k=self.names.of[labels], g_ptr=g_ptr, g_value=g_value,
-                      loss=names.get(loss), grad=names.get(grad), accuracy=names.get(accuracy),
-                      space_text=fmt(z.shape),
-                      float_type=float_type, results=", ".join(names[r] for r in k.outputs))
+                      loss=results.get("loss"), grad=results.get("grad"),
+                      accuracy=results.get("accuracy"), space_text=fmt(z.shape),
+                      float_type=self.float_type, results=", ".join(results.values()))
 
     def _pointer_types(self, template, k):
         """Each pointer argument's Triton type, for compiling ahead of time."""
@@ -240,7 +232,7 @@ class TritonModule(NumpyModule):
         main = k.groups[0]
         exprs = self._exprs(main, set(), operands, shapes_used, sympy.Symbol("acc"), mm)
         value = self._value(top, exprs, main, operands, shapes_used)
-        acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        acc = self.float_type
         colsum = None
         if len(k.groups) > 1:  # a bias gradient: the column sums of b (fusion.merge_siblings)
             colsum = {"name": out_name(1), "shape": shape_code(k.outputs[1].shape)}
@@ -276,7 +268,7 @@ class TritonModule(NumpyModule):
             else:
                 index[d] = f"o{d if keep else pos}"
                 pos += 1
-        acc = "tl.float64" if self.dtype == "float64" else "tl.float32"
+        acc = self.float_type
         if red.op == "sum":
             passes = [{"init": "0.0", "combine": "acc + tl.where(rmask, v, 0.0)",
                        "result": "total = tl.sum(acc, 0)"}]
@@ -312,11 +304,10 @@ class TritonModule(NumpyModule):
         assignments, scalars = _hoist_hyper(rule)
         used = set().union(*(e.free_symbols for _, e in assignments))
         direct = [h for h in rule.hyper if sympy.Symbol(h, real=True) in used]
-        float_type = "tl.float64" if self.dtype == "float64" else "tl.float32"
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("triton/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name, rule=list(rule.doc),
-                                 state_names=list(rule.state), stored=stored, float_type=float_type,
+                                 state_names=list(rule.state), stored=stored, float_type=self.float_type,
                                  direct=direct,
                                  scalars=[(s, print_triton(e, "float64")) for s, e in scalars],
                                  assignments=[(t, print_triton(e)) for t, e in assignments])}
@@ -329,11 +320,7 @@ class TritonModule(NumpyModule):
             entries, updates = self.derivative_entries()
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in self.model.inputs}
         params = {p.name: (p.shape, p.attr("init")) for p in self.model.params}
-        table = [repr({"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
-                       "nodes": [f"%{self.index[m]} {m.op} {_location(m.where)}" for m in k.members],
-                       "flops": cost.fmt(self.costs[k].flops), "bytes": cost.fmt(self.costs[k].bytes),
-                       "pointers": self.pointers[k.name]})
-                 for k in self.kernels]
+        table = [repr({**self.table_entry(k), "pointers": self.pointers[k.name]}) for k in self.kernels]
         return render("triton/module.py.jinja", version=VERSION, source=self.source_name,
                       dtype=self.dtype, kernels=kernel_sources, n_nodes=len(self.graph.nodes),
                       title=self.model.name or self.source_name, kind=self.kind,

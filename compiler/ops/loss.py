@@ -30,6 +30,11 @@ def _check(inputs, attrs):
     return "float"
 
 
+# What each op of the family computes, the name of its result in a fused kernel
+RESULTS = {"softmax_cross_entropy": "loss", "softmax_cross_entropy_grad": "grad",
+           "softmax_cross_entropy_accuracy": "accuracy"}
+
+
 def cross_entropy_node(z, k):
     return make("softmax_cross_entropy", (z, k))
 
