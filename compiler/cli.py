@@ -316,8 +316,10 @@ def cmd_inspect(args):
         for field in ("source", "ptx", "sass"):
             if getattr(args, field, False) and field in k:
                 print(k[field])
-    print(f"bytes per training step: {report['bytes_fused']} fused into {report['kernel_count']} "
-          f"kernels, {report['bytes_unfused']} at one kernel per op ({report['op_count']} ops)")
+    n_graph = sum(k["phase"] != "update" for k in report["kernels"])
+    print(f"bytes per training step with SGD: {report['bytes_fused']} in {report['kernel_count']} "
+          f"kernels (the {n_graph} kernels listed and update_sgd), {report['bytes_unfused']} at "
+          f"one kernel per op ({report['op_count']} ops)")
     return 0
 
 

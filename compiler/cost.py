@@ -32,7 +32,7 @@ from compiler.shapes import numel
 
 DEFAULT_WEIGHTS = {"exp": 1, "log": 1, "sin": 1, "cos": 1, "tanh": 1, "sqrt": 1, "pow": 1}
 ONE = {"add", "sub", "mul", "div", "neg", "maximum", "minimum", "greater", "greater_equal",
-       "less", "less_equal", "equal", "where", "abs", "sign", "relu", "heaviside"}
+       "less", "less_equal", "equal", "not_equal", "where", "abs", "sign", "relu", "heaviside"}
 FREE = {"reshape", "transpose", "broadcast_to", "stop_gradient", "input", "param", "const",
         "tangent"}
 ITEMSIZE = {"float32": 4, "float64": 8, "int": 8, "bool": 1}
@@ -106,7 +106,7 @@ def node_cost(node, weights=None):
         return Estimates(graph_cost(inner, weights).flops, 0)
     if kind == "reduce":
         n_in = numel(node.inputs[0].shape)
-        folded = sympy.expand(n_in - out)
+        folded = sympy.expand(n_in - out) if n_in != 0 else sympy.S.Zero  # nothing to fold
         if node.op == "logsumexp":
             w = {**DEFAULT_WEIGHTS, **(weights or {})}
             return Estimates(sympy.expand(2 * folded + n_in * (1 + w["exp"]) + out * (w["log"] + 1)), 0)

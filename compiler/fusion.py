@@ -31,7 +31,7 @@ boundary is there.
 """
 from dataclasses import dataclass, field
 
-from compiler.graph import users_of
+from compiler.graph import contains, users_of
 from compiler.ops.registry import OPS
 
 MAX_NODES = 24
@@ -162,11 +162,12 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
     kernels = merge_siblings(kernels)
     for i, k in enumerate(kernels):
         k.index = i
-        k.inputs = []
+        inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
         for m in k.members:
             for inp in m.inputs:
-                if inp not in k.members and inp.op != "const" and inp not in k.inputs:
-                    k.inputs.append(inp)
+                if inp not in inside and inp.op != "const":
+                    reads[inp] = None
+        k.inputs = list(reads)
         k.name = kernel_name(i, k.members)
     return kernels
 
@@ -174,7 +175,8 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
 def _loss_sibling(a, b, position):
     """Why kernel ``b`` (a cross-entropy gradient or accuracy) may join kernel ``a`` (its
     loss), or None."""
-    if not (b.members == [b.root] and b.root.inputs[:2] == a.root.inputs
+    if not (len(b.members) == 1 and len(a.root.inputs) == 2
+            and all(x is y for x, y in zip(b.root.inputs, a.root.inputs))
             and all(len(g) == 1 and g[0].op != b.root.op for g in a.groups)):
         return None
     if b.root.op == "softmax_cross_entropy_accuracy":
@@ -205,7 +207,7 @@ def merge_siblings(kernels):
         if k.root.op == "softmax_cross_entropy":
             candidates[k.root.inputs] = k
         mm = next((x for x in k.members if x.op == "matmul"), None)
-        if mm is not None and mm.inputs[1] not in k.members:
+        if mm is not None and not contains(k.members, mm.inputs[1]):
             candidates.setdefault(mm.inputs[1], k)
     users = {}
     for k in kernels:

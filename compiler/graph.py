@@ -13,7 +13,6 @@ True
 %0 = input x : (B, 3) float32...
 %1 = tanh(%0) : (B, 3)...
 """
-import itertools
 import os
 import sys
 import weakref
@@ -30,7 +29,6 @@ _PACKAGE_DIRS = tuple(
 )
 _SKIP_PREFIXES = _PACKAGE_DIRS + ("<frozen",)
 _cache = weakref.WeakValueDictionary()
-_ids = itertools.count()
 
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int32", "int64")
@@ -72,7 +70,9 @@ def user_location():
 class Node:
     """One op applied to input nodes.  Build nodes with ``make`` (or the ops API)."""
 
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "where", "id", "__weakref__")
+    # ``metrics``: for a classifier's loss, ``(name, build)`` pairs of the metrics a Model
+    # adds by default (its accuracy); set by the loss function, None for other nodes.
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "where", "metrics", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def attr(self, key, default=None):
@@ -155,6 +155,15 @@ class Node:
     def __le__(self, other):
         return _ops().less_equal(self, other)
 
+    # ``a == b`` and ``a != b`` build comparison nodes, as ``<`` does (PyTorch, numpy).
+    # So gradc itself never compares nodes with ``==`` or ``in`` on a list: identity
+    # (``is``, dict and set membership by ``__hash__``) is node equality.
+    def __eq__(self, other):
+        return _ops().equal(self, other)
+
+    def __ne__(self, other):
+        return _ops().not_equal(self, other)
+
     __hash__ = object.__hash__
 
     @property
@@ -207,9 +216,15 @@ def make(op, inputs=(), **attrs):
     node.op, node.inputs, node.attrs = op, inputs, attrs
     node.shape, node.dtype = shape, dtype
     node.where = user_location()
-    node.id = next(_ids)
+    node.metrics = None
     _cache[key] = node
     return node
+
+
+def contains(nodes, node):
+    """Whether ``node`` is one of ``nodes`` (by identity: ``node in a_list`` would
+    build an ``equal`` node, as ``==`` on nodes does)."""
+    return any(n is node for n in nodes)
 
 
 def toposort(roots, stop=()):

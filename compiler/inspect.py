@@ -1,22 +1,20 @@
 """What ``gradc inspect`` reports: each kernel's nodes, flops and bytes, compiled resources,
 and the memory traffic of a training step fused against one kernel per op.
 
-The traffic model counts each kernel reading its inputs once and writing its result
-once; "one kernel per op" (what an eager framework does) counts every op that
-computes something doing the same on its own.  Both include the optimizer update
-(parameters and gradients read, parameters written).  With ``gpu="h100"`` each kernel
+The traffic model counts each kernel reading its inputs once and writing its results
+once; "one kernel per op" (what an eager framework does) counts every op of those
+kernels that computes something doing the same on its own.  Both cover exactly the
+kernels ``gradc inspect`` lists (forward, loss, backward, metric) plus the SGD update
+(parameters and gradients read, parameters written); the other optimizers' update
+kernels, also listed, would take its place.  With ``gpu="h100"`` each kernel
 gets a roofline time, max(flops / peak, bytes / bandwidth): a model, not a measurement.
 """
 import sympy
 
 from compiler import cost
-from compiler.flops import reverse_mode_graph
-from compiler.fusion import partition
 from compiler.naive import tree_flops
 from compiler.optim import RULES
 from compiler.shapes import numel
-from compiler.graph import toposort
-from compiler.ops.registry import OPS
 from runtime.loader import load_module
 from runtime.program import kernel_source
 
@@ -24,17 +22,19 @@ H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32:
 
 
 def traffic(model, dtype="float32"):
-    """``(fused bytes, kernel count, unfused bytes, op count)`` for loss, gradients and update."""
-    graph = reverse_mode_graph(model)
-    forward = set(toposort([model.loss]))
-    kernels = partition(graph, forward)
+    """``(fused bytes, kernel count, unfused bytes, op count)`` of a training step: the
+    generated kernels and the SGD update, fused as generated or one kernel per op."""
+    from compiler.pipeline import kernels_of, training_graph
+
+    kernels = kernels_of(model, training_graph(model))
     fused = sum((cost.kernel_cost(k, dtype).bytes for k in kernels), sympy.S.Zero)
-    ops = [n for n in graph.nodes if OPS[n.op].kind != "leaf" and n.op not in cost.FREE]
+    ops = [m for k in kernels for m in k.members if m.op not in cost.FREE]
     unfused = sympy.S.Zero
     for n in ops:
         unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if i.op != "const"), sympy.S.Zero)
         unfused += cost.nbytes(n, dtype)
-    update = 3 * sum((cost.nbytes(p, dtype) for p in model.params), sympy.S.Zero)
+    n_params = sum((numel(p.shape) for p in model.params), sympy.S.Zero)
+    _, update = update_cost(RULES["sgd"], n_params, dtype)
     return sympy.expand(fused + update), len(kernels) + 1, sympy.expand(unfused + update), len(ops) + 1
 
 

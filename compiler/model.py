@@ -8,8 +8,8 @@
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
 """
 from compiler.graph import Graph, Node, toposort, user_location
+from compiler.naming import name_placeholders
 from compiler.ops import api as F
-from compiler.ops.composite import CLASSIFIERS
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -43,16 +43,21 @@ class Model:
             raise GradcError(f"the loss must be a float scalar, got shape {fmt(self.loss.shape)}",
                              where=self.loss.where or where)
         if metrics is None:  # a classifier's loss brings its accuracy along
-            metrics = {"accuracy": CLASSIFIERS[n]() for n in toposort([self.loss])
-                       if n in CLASSIFIERS}
+            metrics = {name: build() for n in toposort([self.loss]) if n.metrics
+                       for name, build in n.metrics}
         self.metrics = {k: F.as_node(v) for k, v in metrics.items()}
+        roots = [self.loss, *self.outputs.values(), *self.metrics.values()]
+        roots = name_placeholders(roots)  # unnamed layers and dropout masks, in graph order
+        self.loss, rest = roots[0], iter(roots[1:])
+        self.outputs = {k: next(rest) for k in self.outputs}
+        self.metrics = {k: next(rest) for k in self.metrics}
         for metric, m in self.metrics.items():
             if m.shape != () or m.dtype != "float":
                 raise GradcError(f"metric {metric!r} must be a float scalar, "
                                  f"got shape {fmt(m.shape)}", where=m.where or where)
         nodes = toposort([self.loss, *self.outputs.values(), *self.metrics.values()])
         for n in nodes:
-            if n.op == "input" and n not in self.inputs:
+            if n.op == "input" and all(n is not x for x in self.inputs):
                 raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
                                  where=n.where or where)
         self.params = [n for n in nodes if n.op == "param"]

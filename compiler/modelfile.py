@@ -9,8 +9,6 @@ import sys
 import traceback
 from pathlib import Path
 
-from compiler import nn
-from compiler.ops import api as F
 from compiler.model import Model
 from runtime.data import read as read_data
 from runtime.errors import DataError, GradcError
@@ -30,8 +28,6 @@ def load(path):
     except SyntaxError as e:
         raise GradcError(f"syntax error: {e.msg}", where=f"{path}:{e.lineno}") from None
     namespace = {"__name__": "__gradc_model__", "__file__": str(path)}
-    nn._unnamed = nn.itertools.count()
-    F.reset_salts()
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         exec(code, namespace)

@@ -26,7 +26,7 @@ from runtime.errors import GradcError
 FUNCTION_FLOPS = {sympy.exp: 1, sympy.log: 1, sympy.sin: 1, sympy.cos: 1, sympy.tanh: 1,
                   S.Sigmoid: 4, S.Softplus: 3, S.Relu: 1, sympy.Abs: 1, sympy.sign: 1,
                   sympy.Heaviside: 1, S.Maximum: 1, S.Minimum: 1, S.Where: 1, S.Greater: 1,
-                  S.GreaterEqual: 1, S.Less: 1, S.LessEqual: 1, S.Equal: 1, S.StopGradient: 0}
+                  S.GreaterEqual: 1, S.Less: 1, S.LessEqual: 1, S.Equal: 1, S.NotEqual: 1, S.Power: 1, S.StopGradient: 0}
 
 
 class BudgetExceeded(Exception):

@@ -1,18 +1,21 @@
 """Small layer helpers: ``nn.Dense`` and ``nn.Chain`` (alias ``nn.Sequential``).
 
-Parameters get stable, readable names: layers of a chain are ``dense0``,
-``dense1``, ... in order (``name.dense0`` for a named chain), so the weights
-of the second layer are ``dense1.W`` and ``dense1.b``.
+Parameters get stable, readable names.  A layer given ``name=`` keeps it (layers
+given the same name share their parameters); the unnamed layers of a chain
+given ``name="enc"`` are ``enc.dense0``, ``enc.dense1``, ...; every other unnamed
+layer is named when the ``Model`` is built, ``dense0``, ``dense1``, ... in the
+order the model's graph uses them (``compiler.naming``).  So the weights of the
+second layer of an MLP are ``dense1.W`` and ``dense1.b``, and the same model
+built twice has the same names and the same initial values.
 
->>> from compiler import Input, nn
+>>> from compiler import Input, Model, nn, ops as F
 >>> net = nn.Chain(nn.Dense(1, 32, act="tanh"), nn.Dense(32, 1))
->>> y = net(Input("x", ("B", 1)))
+>>> m = Model([x := Input("x", ("B", 1))], loss=F.sum(net(x)))
 >>> [p.name for p in net.params()]
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
 """
-import itertools
-
-from compiler.graph import user_location
+from compiler.graph import make, user_location
+from compiler.naming import Unnamed
 from compiler.ops import api as F
 from runtime.errors import GradcError
 
@@ -30,8 +33,6 @@ ACTIVATIONS = {
     "abs": F.abs,
 }
 
-_unnamed = itertools.count()
-
 
 class Dense:
     """``act(x @ W + b)`` with ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``."""
@@ -46,24 +47,30 @@ class Dense:
                 raise GradcError(f"Dense needs positive integer sizes, got {n_in} => {n_out}",
                                  where=user_location())
         self.n_in, self.n_out, self.act, self.init, self.bias = n_in, n_out, act, init, bias
-        self.name = name
-        self._params = None
+        self._name = name
+        self._unnamed = Unnamed("dense")
+
+    @property
+    def name(self):
+        """The given name, the one the Model gave, or ``None`` before a Model is built."""
+        return self._name or self._unnamed.value
 
     def params(self):
-        """The layer's parameters (created, and named, on first use)."""
-        if self._params is None:
-            if self.name is None:
-                self.name = f"dense{next(_unnamed)}"
-            self._params = [F.Param(f"{self.name}.W", (self.n_in, self.n_out), init=self.init)]
-            if self.bias:
-                self._params.append(F.Param(f"{self.name}.b", (self.n_out,), init="zeros"))
-        return self._params
+        """The layer's parameters ``W`` and ``b`` (placeholders until the layer has a name)."""
+        specs = [("W", (self.n_in, self.n_out), self.init)]
+        if self.bias:
+            specs.append(("b", (self.n_out,), "zeros"))
+        if self.name is not None:
+            return [F.Param(f"{self.name}.{field}", shape, init=init)
+                    for field, shape, init in specs]
+        return [make("param", name=f"dense.{field}", field=field, layer=self._unnamed,
+                     shape=shape, init=init) for field, shape, init in specs]
 
     def __call__(self, x):
         params = self.params()
         x = F.as_node(x)
         if x.ndim < 1 or x.shape[-1] != self.n_in:
-            raise GradcError(f"{self.name} expects inputs with last dimension {self.n_in}, "
+            raise GradcError(f"{self!r} expects inputs with last dimension {self.n_in}, "
                              f"got shape {x.shape}", where=user_location())
         z = F.matmul(x, params[0])
         if self.bias:
@@ -76,14 +83,14 @@ class Dense:
 
 
 class Chain:
-    """Layers applied in order; unnamed Dense layers are named ``dense0``, ``dense1``, ..."""
+    """Layers applied in order; a named chain names its unnamed layers ``NAME.dense0``, ..."""
 
     def __init__(self, *layers, name=None):
         self.layers = list(layers)
-        prefix = f"{name}." if name else ""
-        for i, layer in enumerate(l for l in self.layers if isinstance(l, (Dense, Chain))):
-            if isinstance(layer, Dense) and layer.name is None and layer._params is None:
-                layer.name = f"{prefix}dense{i}"
+        if name:
+            for i, layer in enumerate(l for l in self.layers if isinstance(l, (Dense, Chain))):
+                if isinstance(layer, Dense) and layer.name is None:
+                    layer._name = f"{name}.dense{i}"
         for layer in self.layers:
             if not callable(layer):
                 raise GradcError(f"Chain layers must be callable, got {layer!r}",

@@ -29,7 +29,7 @@ _FUNCTION_OPS = {
     S.Softplus: "softplus", S.Relu: "relu", S.Maximum: "maximum", S.Minimum: "minimum",
     S.Where: "where", S.StopGradient: "stop_gradient", S.Greater: "greater",
     S.GreaterEqual: "greater_equal", S.Less: "less", S.LessEqual: "less_equal",
-    S.Equal: "equal",
+    S.Equal: "equal", S.NotEqual: "not_equal", S.Power: "pow",
 }
 
 
@@ -62,7 +62,13 @@ def partials(op, nargs, attrs, consts):
 
 
 def _is_const_input(node):
-    return node.op == "const"
+    """A finite constant input, substituted into the op's body before differentiating.
+
+    NaN and infinite constants stay symbols: sympy folds ``x*nan`` to ``nan`` and would
+    drop the derivative (PyTorch's d(x*nan)/dx is NaN, not 0).
+    """
+    value = node.attr("value") if node.op == "const" else None
+    return value is not None and not (value.is_number and not value.is_finite)
 
 
 def elementwise_vjp(node, g):
@@ -72,7 +78,13 @@ def elementwise_vjp(node, g):
     env = {s: x for s, x in zip(syms, node.inputs)}
     env[y] = node
     env[G] = g
-    return [None if d is None else to_graph(G * d, env) for d in ds]
+    out = []
+    for d in ds:
+        gi = None if d is None else to_graph(G * d, env)
+        if gi is not None and len(gi.shape) < len(node.shape):  # G*nan folds to nan: a scalar
+            gi = F.broadcast_to(gi, node.shape)
+        out.append(gi)
+    return out
 
 
 TANGENTS = tuple(sympy.Symbol(f"t{i}", real=True) for i in range(4))

@@ -82,12 +82,13 @@ ROWS = [
         lambda c, a, b: torch.where(c > 0, a, b), [((3, 4), (3, 4), (4,))],
         ops=("where", "greater")),
     Row("compare", lambda a, b: F.where(a >= b, a, 0.0) + F.where(a <= b, 0.0, b)
-        + F.where(F.less(a, b), 1.0, 2.0) * F.where(F.equal(a, a), a, b),
+        + F.where(F.less(a, b), 1.0, 2.0) * F.where(F.equal(a, a), a, b)
+        + a * (a != b) - b * (a == b),
         lambda a, b: np.where(a >= b, a, 0.0) + np.where(a <= b, 0.0, b)
-        + np.where(a < b, 1.0, 2.0) * a,
+        + np.where(a < b, 1.0, 2.0) * a + a * (a != b) - b * (a == b),
         lambda a, b: torch.where(a >= b, a, 0.0) + torch.where(a <= b, 0.0, b)
-        + torch.where(a < b, 1.0, 2.0) * a,
-        [((3, 4), (4,))], ops=("greater_equal", "less_equal", "less", "equal")),
+        + torch.where(a < b, 1.0, 2.0) * a + a * (a != b) - b * (a == b),
+        [((3, 4), (4,))], ops=("greater_equal", "less_equal", "less", "equal", "not_equal")),
     Row("stop_gradient", lambda a: F.stop_gradient(a) * a, lambda a: a * a,
         lambda a: a.detach() * a, UNARY_SHAPES, fd=False),
     # evaluation mode (no rng): the identity; training mode is tested in test_training.py

@@ -12,9 +12,6 @@ sys.path.insert(0, str(EXAMPLES))
 
 
 def run(name, tmp_path):
-    from compiler.ops.api import reset_salts
-
-    reset_salts()  # dropout salts as in a fresh process, whatever ran before
     module = __import__(name)
     result = module.main(["--fast", "--plots", str(tmp_path)])
     return result, sorted(p.name for p in tmp_path.glob("*.png"))

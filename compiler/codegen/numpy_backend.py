@@ -13,6 +13,7 @@ import sympy
 from compiler import cost
 from compiler.codegen.printer import print_numpy
 from compiler.codegen.templates import render
+from compiler.graph import contains
 from compiler.config import VERSION
 from compiler.ops.loss import RESULTS
 from compiler.ops.registry import OPS, paren
@@ -85,7 +86,8 @@ class NumpyModule:
         if kind == "training":
             for p in model.params:
                 node = graph.outputs[f"grad:{p.name}"]
-                if node in self.owner and node in self.owner[node].outputs and node not in self.grad_of:
+                if (node in self.owner and contains(self.owner[node].outputs, node)
+                        and node not in self.grad_of):
                     self.grad_of[node] = p
 
     # -- kernels -------------------------------------------------------------
@@ -216,7 +218,7 @@ class NumpyModule:
         if root.op in ("sum", "max") and not root.attr("keepdims"):
             return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out={out})"
         inner = root.inputs[0]
-        if (root.op == "reshape" and inner in members and inner.op == "sum"
+        if (root.op == "reshape" and contains(members, inner) and inner.op == "sum"
                 and inner.attr("keepdims") and statements
                 and statements[-1].endswith(", keepdims=True)")
                 and root.shape == tuple(d for i, d in enumerate(inner.inputs[0].shape)
@@ -247,15 +249,15 @@ class NumpyModule:
 
     def entry_source(self, name, doc, outputs, result_fn, with_params=True):
         kernels = self.needed_kernels(outputs.values())
-        used_leaves, used_syms = [], set()
+        used_leaves, used_syms = {}, set()  # a dict: ordered, and nodes compare by identity
         for k in kernels:
             for i in k.inputs:
-                if i.op in LEAF_SOURCES and i not in used_leaves:
-                    used_leaves.append(i)
+                if i.op in LEAF_SOURCES:
+                    used_leaves[i] = None
             used_syms.update(a for a in self.kernel_args[k] if ("sym", a) in self.names.of)
         for n in outputs.values():
-            if n.op in LEAF_SOURCES and n not in used_leaves:
-                used_leaves.append(n)
+            if n.op in LEAF_SOURCES:
+                used_leaves[n] = None
         self.entry_inputs[name] = tuple(x.name for x in self.model.inputs if x in used_leaves)
         prologue = []
         for leaf in used_leaves:
@@ -322,10 +324,10 @@ class NumpyModule:
         metrics = {k[7:]: v for k, v in outs.items() if k.startswith("metric:")}
         wanted = [outs["loss"], *grads, *metrics.values()]
         kernels = self.needed_kernels(wanted)
-        used = [x for x in self.model.inputs
-                if any(x in k.inputs for k in kernels) or x in wanted]
-        used_params = [p for p in self.model.params
-                       if any(p in k.inputs for k in kernels) or p in wanted]
+        read = {i: None for k in kernels for i in k.inputs}
+        read.update((x, None) for x in wanted)
+        used = [x for x in self.model.inputs if x in read]
+        used_params = [p for p in self.model.params if p in read]
         symbols = sorted({a for k in kernels for a in self.kernel_args[k] if ("sym", a) in self.names.of})
         prologue = [f"{self.names.of[x]}_all = data[{x.name!r}]" for x in used]
         prologue += [f"{self.names.of[p]} = params[{p.name!r}]" for p in used_params]

@@ -10,6 +10,8 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from compiler.ops.scalar import Compare
+
 
 class NumpyPrinter(NumPyPrinter):
     """numpy printer that knows gradc's scalar functions and prints floats exactly."""
@@ -22,6 +24,8 @@ class NumpyPrinter(NumPyPrinter):
     def _print_Mul(self, expr):
         """Scalars first, multiplied together before they meet an array: ``(2/B)*x``
         is one pass over ``x`` where ``2*x/B`` is two."""
+        if expr.could_extract_minus_sign() and any(isinstance(f, Compare) for f in expr.args):
+            return f"-({self._print(-expr)})"  # -(a == b)*b would negate a boolean array
         if self.arrays:
             arrays = [f for f in expr.args if f.free_symbols & self._array_symbols(f)]
             scalars = [f for f in expr.args if f not in arrays]
@@ -48,6 +52,9 @@ class NumpyPrinter(NumPyPrinter):
             den = base if ex == -1 else base ** (-ex)
             return f"1/{self.parenthesize(den, PRECEDENCE['Pow'])}"
         return super()._print_Pow(expr, rational)
+
+    def _print_Power(self, expr):
+        return self._print_Pow(sympy.Pow(*expr.args, evaluate=False))
 
     def _print_Sigmoid(self, expr):
         arg = self.parenthesize(expr.args[0], PRECEDENCE["Mul"])
@@ -83,7 +90,8 @@ class NumpyPrinter(NumPyPrinter):
         a, b = (self.parenthesize(x, 1000) for x in expr.args)
         return f"({a} {expr.symbol} {b})"
 
-    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = _compare
+    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = \
+        _print_NotEqual = _compare
 
     def _print_Where(self, expr):
         c, a, b = expr.args

@@ -14,6 +14,7 @@ import sympy
 
 from compiler.codegen.numpy_backend import NumpyModule, out_name
 from compiler.codegen.templates import render
+from compiler.graph import contains
 from compiler.codegen.triton_printer import print_triton
 from compiler.config import VERSION
 from compiler.ops.loss import RESULTS
@@ -68,9 +69,9 @@ class TritonModule(NumpyModule):
         for o in operands:
             if o["node"] is node:
                 return o["symbol"]
-        if node in members and node.inputs[0].op == "const":
+        if contains(members, node) and node.inputs[0].op == "const":
             return node.inputs[0].attr("value")  # a reshaped or broadcast constant
-        if node in members:  # a shape op over a buffer: a strided view of that buffer
+        if contains(members, node):  # a shape op over a buffer: a strided view of that buffer
             base = self.names.of[node.inputs[0]]
             if node.op == "transpose":
                 view = f"{base}.permute{tuple(node.attr('perm'))}"
@@ -99,7 +100,7 @@ class TritonModule(NumpyModule):
                 continue
             args = []
             for i in m.inputs:
-                if i in members and OPS[i.op].kind == "shape" and i.inputs[0].op == "const":
+                if contains(members, i) and OPS[i.op].kind == "shape" and i.inputs[0].op == "const":
                     i = i.inputs[0]  # a reshaped or broadcast constant is still that constant
                 if i in exprs:
                     args.append(exprs[i])
@@ -123,7 +124,7 @@ class TritonModule(NumpyModule):
         if k.root.op.startswith("softmax_cross_entropy"):
             return self._cross_entropy(k)
         root = k.root
-        relabel = root.op == "reshape" and root.inputs[0] in k.members
+        relabel = root.op == "reshape" and contains(k.members, root.inputs[0])
         top = root.inputs[0] if relabel else root
         heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("matmul", "reduce")), None)
         shapes_used = set(free_symbols(root.shape)) | set(free_symbols(top.shape))
@@ -183,7 +184,8 @@ class TritonModule(NumpyModule):
         types = {}
         for name, node in self._operand_nodes.items():
             types[f"{name}_ptr"] = {"int": "*i64", "bool": "*i1"}.get(node.dtype, float_ptr)
-        root = k.root.inputs[0] if k.root.op == "reshape" and k.root.inputs[0] in k.members else k.root
+        relabel = k.root.op == "reshape" and contains(k.members, k.root.inputs[0])
+        root = k.root.inputs[0] if relabel else k.root
         types["out_ptr"] = {"int": "*i64", "bool": "*i1"}.get(root.dtype, float_ptr)
         if template == "triton/matmul.py.jinja":
             types["a_ptr"] = types["b_ptr"] = float_ptr
@@ -246,7 +248,7 @@ class TritonModule(NumpyModule):
         upstream, stack = set(), [source_node]
         while stack:
             n = stack.pop()
-            if n in k.members and n not in upstream:
+            if contains(k.members, n) and n not in upstream:
                 upstream.add(n)
                 stack.extend(n.inputs)
         prologue = [m for m in k.members if m in upstream]

@@ -13,6 +13,8 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
+from compiler.ops.scalar import Compare
+
 
 class TritonPrinter(PythonCodePrinter):
     """Prints elementwise bodies as Triton expressions."""
@@ -46,10 +48,30 @@ class TritonPrinter(PythonCodePrinter):
             return f"tl.sqrt({self._print(base)})"
         if ex == -sympy.S.Half:
             return f"1.0/tl.sqrt({self._print(base)})"
-        if base.is_number:  # b**x = exp(x*log(b)), log(b) evaluated here in double precision
+        if base.is_number and base.is_positive:  # b**x = exp(x*log(b)), log(b) in double
             log_b = self._print_Float(sympy.log(base).evalf(17))
             return f"tl.exp({self.parenthesize(ex, PRECEDENCE['Mul'])}*{log_b})"
-        return f"tl.exp({self.parenthesize(ex, PRECEDENCE['Mul'])}*tl.log({self._print(base)}))"
+        base_code = self._print(base)
+        if base.is_number and self.exact_type:  # a literal is float32: log(2) would round
+            base_code = f"tl.full([], {float(base)!r}, {self.exact_type})"
+        return f"_pow({base_code}, {self._print(ex)})"
+
+    def _print_Power(self, expr):
+        return self._print_Pow(sympy.Pow(*expr.args, evaluate=False))
+
+    def _print_Infinity(self, expr):
+        return 'float("inf")'
+
+    def _print_NegativeInfinity(self, expr):
+        return '-float("inf")'
+
+    def _print_NaN(self, expr):
+        return 'float("nan")'
+
+    def _print_Mul(self, expr):
+        if expr.could_extract_minus_sign() and any(isinstance(f, Compare) for f in expr.args):
+            return f"-({self._print(-expr)})"  # -(a == b)*b would negate a boolean block
+        return super()._print_Mul(expr)
 
     def _call(self, name, expr):
         return f"{name}({', '.join(self._print(a) for a in expr.args)})"
@@ -99,7 +121,8 @@ class TritonPrinter(PythonCodePrinter):
         a, b = (self.parenthesize(x, PRECEDENCE["Relational"]) for x in expr.args)
         return f"({a} {expr.symbol} {b})"
 
-    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = _compare
+    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = \
+        _print_NotEqual = _compare
 
     def _print_Where(self, expr):
         return self._call("tl.where", expr)

@@ -7,7 +7,7 @@ from compiler.ops import elementwise, leaf, linalg, loss, random, reduce, shape 
 from compiler.ops.api import (  # noqa: F401
     Input, Param, abs, add, as_node, broadcast_to, const, cos, div, dropout, equal, exp, greater,
     greater_equal, heaviside, less, less_equal, log, logsumexp, matmul, max, maximum, mean,
-    minimum, mul, neg, one_hot, pow, relu, reshape, sigmoid, sign, sin, softplus, sqrt,
+    minimum, mul, neg, not_equal, one_hot, pow, relu, reshape, sigmoid, sign, sin, softplus, sqrt,
     stop_gradient, sub, sum, tanh, transpose, unbroadcast, where,
 )
 from compiler.ops.composite import (  # noqa: F401

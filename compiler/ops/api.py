@@ -9,13 +9,13 @@ a ``GradcError`` located at the user's line.
 (B,)
 """
 import builtins
-import itertools
 import numbers
 
 import numpy as np
 import sympy
 
 from compiler.graph import DATA_DTYPES, Node, make, user_location
+from compiler.naming import Unnamed
 from compiler.shapes import as_shape, broadcast_shapes, fmt, numel
 from runtime.errors import GradcError
 from runtime.init import INITIALIZERS, resolve as resolve_init
@@ -74,8 +74,15 @@ def Param(name, shape, init="xavier"):
     return make("param", name=name, shape=shape, init=init)
 
 
+def _as_number(x):
+    """``x``, with a boolean node as 1.0/0.0: arithmetic promotes booleans (as PyTorch;
+    numpy would add two masks as a logical or and refuse to negate one)."""
+    x = as_node(x)
+    return make("where", (x, const(1), const(0))) if x.dtype == "bool" else x
+
+
 def _ew(op, *args, **attrs):
-    return make(op, [as_node(a) for a in args], **attrs)
+    return make(op, [_as_number(a) for a in args], **attrs)
 
 
 def _identity_operand(a, b, neutral, both_sides):
@@ -92,25 +99,25 @@ def _identity_operand(a, b, neutral, both_sides):
 
 
 def add(a, b):
-    a, b = as_node(a), as_node(b)
+    a, b = _as_number(a), _as_number(b)
     same = _identity_operand(a, b, 0, True)
     return same if same is not None else make("add", (a, b))
 
 
 def sub(a, b):
-    a, b = as_node(a), as_node(b)
+    a, b = _as_number(a), _as_number(b)
     same = _identity_operand(a, b, 0, False)
     return same if same is not None else make("sub", (a, b))
 
 
 def mul(a, b):
-    a, b = as_node(a), as_node(b)
+    a, b = _as_number(a), _as_number(b)
     same = _identity_operand(a, b, 1, True)
     return same if same is not None else make("mul", (a, b))
 
 
 def div(a, b):
-    a, b = as_node(a), as_node(b)
+    a, b = _as_number(a), _as_number(b)
     same = _identity_operand(a, b, 1, False)
     return same if same is not None else make("div", (a, b))
 
@@ -182,28 +189,34 @@ def minimum(a, b):
 
 
 def greater(a, b):
-    return _ew("greater", a, b)
+    return make("greater", (as_node(a), as_node(b)))
 
 
 def greater_equal(a, b):
-    return _ew("greater_equal", a, b)
+    return make("greater_equal", (as_node(a), as_node(b)))
 
 
 def less(a, b):
-    return _ew("less", a, b)
+    return make("less", (as_node(a), as_node(b)))
 
 
 def less_equal(a, b):
-    return _ew("less_equal", a, b)
+    return make("less_equal", (as_node(a), as_node(b)))
 
 
 def equal(a, b):
-    return _ew("equal", a, b)
+    """``a == b`` elementwise, a boolean tensor (also written ``a == b`` on nodes)."""
+    return make("equal", (as_node(a), as_node(b)))
+
+
+def not_equal(a, b):
+    """``a != b`` elementwise, a boolean tensor (also written ``a != b`` on nodes)."""
+    return make("not_equal", (as_node(a), as_node(b)))
 
 
 def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b`` (all three broadcast)."""
-    return _ew("where", cond, a, b)
+    return make("where", (as_node(cond), _as_number(a), _as_number(b)))
 
 
 def stop_gradient(x):
@@ -271,17 +284,24 @@ def _axis(a, x):
     return int(a) % builtins.max(x.ndim, 1)
 
 
-def _axes(axis, x):
+def axes_of(axis, x):
+    """The sorted axes ``axis`` names; of a 0-d tensor, axis 0 or -1 is no axis (PyTorch)."""
     if axis is None:
         return tuple(range(x.ndim))
     if isinstance(axis, (int, np.integer)):
         axis = (axis,)
+    if x.ndim == 0:
+        for a in axis:
+            if not isinstance(a, (int, np.integer)) or a not in (0, -1):
+                raise GradcError(f"axis {a!r} is out of range for a 0-d tensor",
+                                 where=user_location())
+        return ()
     return tuple(sorted({_axis(a, x) for a in axis}))
 
 
 def _reduce(op, x, axis, keepdims):
     x = as_node(x)
-    axes = _axes(axis, x)
+    axes = axes_of(axis, x)
     if not axes:
         return x
     return make(op, (x,), axes=axes, keepdims=bool(keepdims))
@@ -293,6 +313,10 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001
 
 def max(x, axis=None, keepdims=False):  # noqa: A001
     """Largest element over axes; tied maxima share the gradient equally."""
+    x = as_node(x)
+    if any(x.shape[a] == 0 for a in axes_of(axis, x)):
+        raise GradcError(f"max over an empty axis of shape {fmt(x.shape)} has no value "
+                         "(as in PyTorch)", where=user_location())
     return _reduce("max", x, axis, keepdims)
 
 
@@ -303,33 +327,29 @@ def logsumexp(x, axis=None, keepdims=False):
 
 def mean(x, axis=None, keepdims=False):
     x = as_node(x)
-    axes = _axes(axis, x)
+    axes = axes_of(axis, x)
     count = numel([x.shape[a] for a in axes])
     return sum(x, axes, keepdims) * const(1 / sympy.sympify(count))
-
-
-_salts = itertools.count(1)
 
 
 def dropout(x, rate=0.5, salt=None):
     """Zero each element with probability ``rate`` while training (scaling the rest by
     ``1/(1 - rate)``); the identity in ``predict`` and evaluation.
 
-    Each call draws its own mask (``salt`` numbers it); masks are reproducible
-    from the training seed and step.
+    Each call draws its own mask: ``salt`` numbers it, and the ``Model`` numbers
+    the calls without one 1, 2, ... in graph order; masks are reproducible from
+    the training seed and step.
     """
     if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise GradcError(f"dropout rate must be in [0, 1), got {rate!r}", where=user_location())
     x = as_node(x)
     if rate == 0:
         return x
-    return make("dropout", (x,), rate=float(rate), salt=next(_salts) if salt is None else int(salt))
-
-
-def reset_salts():
-    """Number dropout masks from 1 again (done when a model file is loaded)."""
-    global _salts
-    _salts = itertools.count(1)
+    if salt is None:
+        salt = Unnamed("salt")
+    elif not isinstance(salt, Unnamed):
+        salt = int(salt)
+    return make("dropout", (x,), rate=float(rate), salt=salt)
 
 
 def one_hot(labels, n):

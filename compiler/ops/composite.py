@@ -3,17 +3,12 @@
 Each is written so that it stays finite for inputs of any size: log-softmax
 subtracts a logsumexp, binary cross-entropy works on logits through softplus.
 """
-import weakref
 
 from compiler.graph import user_location
 from compiler.ops import api as F
 from compiler.ops.loss import accuracy_node, cross_entropy_node
 from compiler.shapes import fmt
 from runtime.errors import GradcError
-
-
-# Loss node -> how to build its accuracy: Model adds it as a metric automatically.
-CLASSIFIERS = weakref.WeakKeyDictionary()
 
 
 def log_softmax(x, axis=-1):
@@ -23,6 +18,9 @@ def log_softmax(x, axis=-1):
     not change when a constant is added to a row, so every derivative is the
     same, and ``x - m`` keeps full precision even for inputs of size 1e4 in float32.
     """
+    x = F.as_node(x)
+    if any(x.shape[a] == 0 for a in F.axes_of(axis, x)):  # no rows to normalise: empty
+        return x
     shifted = x - F.stop_gradient(F.max(x, axis, keepdims=True))
     return shifted - F.logsumexp(shifted, axis, keepdims=True)
 
@@ -53,7 +51,7 @@ def bce_with_logits(logits, target):
     logits, target = F.as_node(logits), F.as_node(target)
     _same_shape("bce_with_logits", logits, target)
     loss = F.mean(F.softplus(logits) - target * logits)
-    CLASSIFIERS[loss] = lambda: binary_accuracy(logits, target)
+    loss.metrics = (("accuracy", lambda: binary_accuracy(logits, target)),)  # Model adds it
     return loss
 
 
@@ -66,7 +64,7 @@ def cross_entropy(logits, labels):
     # one primitive whose forward and backward fuse into one row-wise kernel; its
     # meaning is -mean(sum(one_hot(labels) * log_softmax(logits), axis=1))
     loss = cross_entropy_node(logits, labels)
-    CLASSIFIERS[loss] = lambda: accuracy(logits, labels)
+    loss.metrics = (("accuracy", lambda: accuracy(logits, labels)),)  # Model adds it
     return loss
 
 

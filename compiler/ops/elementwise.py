@@ -58,7 +58,7 @@ _elementwise("sub", lambda a, b: a - b, doc="a - b")
 _elementwise("mul", lambda a, b: a * b, doc="a * b")
 _elementwise("div", lambda a, b: a / b, doc="a / b")
 _elementwise("neg", lambda a: -a, doc="-a")
-_elementwise("pow", lambda a, b: a**b, doc="a ** b")
+_elementwise("pow", S.Power, doc="a ** b (derivatives at a == 0 as PyTorch)")
 # Transcendentals
 _elementwise("exp", sympy.exp)
 _elementwise("log", sympy.log)
@@ -80,6 +80,7 @@ _elementwise("stop_gradient", S.StopGradient, doc="identity with zero derivative
              differentiable=False)
 # Comparisons give booleans and have no derivative.
 for _name, _fn in (("greater", S.Greater), ("greater_equal", S.GreaterEqual),
-                   ("less", S.Less), ("less_equal", S.LessEqual), ("equal", S.Equal)):
+                   ("less", S.Less), ("less_equal", S.LessEqual), ("equal", S.Equal),
+                   ("not_equal", S.NotEqual)):
     _elementwise(_name, _fn, dtype=_compare_dtype, differentiable=False)
 _elementwise("where", S.Where, dtype=_where_dtype, doc="a where c else b")

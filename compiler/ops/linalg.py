@@ -32,7 +32,8 @@ def _matmul_vjp(node, g):
 def _matmul_jvp(node, tangents):
     (a, b), (ta, tb) = node.inputs, tangents
     terms = [F.matmul(ta, b) if ta is not None else None, F.matmul(a, tb) if tb is not None else None]
-    return F.add(*terms) if None not in terms else next(t for t in terms if t is not None)
+    present = [t for t in terms if t is not None]
+    return F.add(*present) if len(present) == 2 else present[0]
 
 
 register(OpDef("matmul", "matmul", shape=_matmul_shape, dtype=_float_only("matmul"),

@@ -39,6 +39,12 @@ class Relu(sympy.Function):
         return sympy.Heaviside(Relu(self.args[0]), 0)
 
 
+def _tie_split(first, second):
+    """1 where ``first > second``, 0 where ``first < second``, 1/2 at ties (even at +-inf,
+    where ``first - second`` would be NaN)."""
+    return Where(Greater(first, second), 1, Where(Less(first, second), 0, sympy.S.Half))
+
+
 class Maximum(sympy.Function):
     """Elementwise maximum; at ties each argument gets half the gradient (as in PyTorch)."""
 
@@ -46,7 +52,7 @@ class Maximum(sympy.Function):
 
     def fdiff(self, argindex=1):
         a, b = self.args
-        return sympy.Heaviside(a - b if argindex == 1 else b - a, sympy.S.Half)
+        return _tie_split(a, b) if argindex == 1 else _tie_split(b, a)
 
 
 class Minimum(sympy.Function):
@@ -56,10 +62,37 @@ class Minimum(sympy.Function):
 
     def fdiff(self, argindex=1):
         a, b = self.args
-        return sympy.Heaviside(b - a if argindex == 1 else a - b, sympy.S.Half)
+        return _tie_split(b, a) if argindex == 1 else _tie_split(a, b)
 
 
-class _Compare(sympy.Function):
+class Power(sympy.Function):
+    """``a ** b`` where the exponent varies, with PyTorch's derivatives where the formula
+    ``b * a**(b - 1)``, ``a**b * log(a)`` has none: d/da is 0 where b == 0, d/db is 0
+    where a == 0 and b >= 0, and d/db is NaN for a constant base below 0.  A fixed
+    exponent, or a fixed base above 0, is sympy's own power (``x**2`` -> ``2*x``).
+    """
+
+    nargs = 2
+
+    @classmethod
+    def eval(cls, a, b):
+        if b.is_number or (a.is_number and a.is_positive):
+            return a**b
+        return None
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        if argindex == 1:
+            return Where(Equal(b, 0), 0, b * Power(a, b - 1))
+        if a.is_number and a.is_zero:  # 0**b: 1 at b == 0, 0 above, inf below
+            return Where(GreaterEqual(b, 0), 0, sympy.S.NegativeInfinity)
+        if a.is_number:  # a negative base: log(a) is NaN, as in PyTorch
+            return sympy.S.NaN
+        moved = self * sympy.log(a)
+        return Where(Equal(a, 0), Where(GreaterEqual(b, 0), 0, moved), moved)
+
+
+class Compare(sympy.Function):
     """A comparison giving a boolean; its derivative is zero."""
 
     nargs = 2
@@ -68,24 +101,28 @@ class _Compare(sympy.Function):
         return sympy.S.Zero
 
 
-class Greater(_Compare):
+class Greater(Compare):
     symbol = ">"
 
 
-class GreaterEqual(_Compare):
+class GreaterEqual(Compare):
     symbol = ">="
 
 
-class Less(_Compare):
+class Less(Compare):
     symbol = "<"
 
 
-class LessEqual(_Compare):
+class LessEqual(Compare):
     symbol = "<="
 
 
-class Equal(_Compare):
+class Equal(Compare):
     symbol = "=="
+
+
+class NotEqual(Compare):
+    symbol = "!="
 
 
 class Where(sympy.Function):
