@@ -1,6 +1,7 @@
 """Flops and bytes as sympy formulas in the shape symbols, counted from our IR.
 
-Conventions (``DEFAULT_WEIGHTS`` may be overridden per call):
+Conventions (each op's ``flops`` in the registry, or its body counted by
+``compiler.ops.counting``):
 
 - add, sub, mul, div, neg, maximum, minimum, comparisons, where, abs, sign,
   relu, heaviside: 1 flop per output element;
@@ -27,14 +28,10 @@ from dataclasses import dataclass
 import sympy
 
 from compiler.graph import toposort
+from compiler.ops.counting import tree_flops
 from compiler.ops.registry import OPS
 from compiler.shapes import numel
 
-DEFAULT_WEIGHTS = {"exp": 1, "log": 1, "sin": 1, "cos": 1, "tanh": 1, "sqrt": 1, "pow": 1}
-ONE = {"add", "sub", "mul", "div", "neg", "maximum", "minimum", "greater", "greater_equal",
-       "less", "less_equal", "equal", "not_equal", "where", "abs", "sign", "relu", "heaviside"}
-FREE = {"reshape", "transpose", "broadcast_to", "stop_gradient", "input", "param", "const",
-        "tangent"}
 ITEMSIZE = {"float32": 4, "float64": 8, "int": 8, "bool": 1}
 
 
@@ -59,59 +56,30 @@ def _number(x):
     return int(x) if x.is_Integer else (float(x) if x.is_number else x)
 
 
-def _pow_flops(node, weights):
-    exponent = node.inputs[1]
-    value = exponent.attr("value") if exponent.op == "const" else None
-    if value is not None and value.is_Integer:
-        n = abs(int(value))
-        return max(n - 1, 0) + (1 if value < 0 else 0)
-    if value is not None and value == sympy.S.Half:
-        return weights["sqrt"]
-    return weights["pow"]
+def flops_per_element(node):
+    """Flops for one output element of a node whose op costs per element: its
+    ``flops``, or for an elementwise op without one its body counted as written
+    (constant inputs substituted: ``x**2`` is one multiply)."""
+    op = OPS[node.op]
+    if op.flops is not None:
+        return op.flops
+    if op.kind != "elementwise":
+        raise KeyError(f"no cost rule for op {node.op!r}")
+    args = [i.attr("value") if i.op == "const" else sympy.Symbol(f"a{k}")
+            for k, i in enumerate(node.inputs)]
+    return tree_flops([op.scalar(*args, **dict(node.attrs))])
 
 
-def flops_per_element(node, weights=None):
-    """Flops for one output element of an elementwise node."""
-    w = {**DEFAULT_WEIGHTS, **(weights or {})}
-    op = node.op
-    if op in FREE:
-        return 0
-    if op in ONE:
-        return 1
-    if op in w and op != "pow":
-        return w[op]
-    if op == "pow":
-        return _pow_flops(node, w)
-    if op == "sigmoid":
-        return 3 + w["exp"]
-    if op == "softplus":
-        return 1 + w["exp"] + w["log"]
-    if op == "one_hot":
-        return 1
-    if op == "dropout":
-        return 2
-    raise KeyError(f"no cost rule for op {op!r}")
-
-
-def node_cost(node, weights=None):
+def node_cost(node):
     """Estimates of one node: its flops (bytes are counted per kernel)."""
-    kind = OPS[node.op].kind
-    out = numel(node.shape)
-    if kind == "matmul":
-        (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
-        return Estimates(2 * m * n * k, 0)
-    if kind == "loss":  # a fused primitive costs what its definition in primitives costs
-        inner = [n for n in toposort([OPS[node.op].definition(node)], stop=node.inputs)
+    op = OPS[node.op]
+    if op.definition is not None:  # a fused primitive costs what its definition costs
+        inner = [n for n in toposort([op.definition(node)], stop=node.inputs)
                  if OPS[n.op].kind != "leaf"]
-        return Estimates(graph_cost(inner, weights).flops, 0)
-    if kind == "reduce":
-        n_in = numel(node.inputs[0].shape)
-        folded = sympy.expand(n_in - out) if n_in != 0 else sympy.S.Zero  # nothing to fold
-        if node.op == "logsumexp":
-            w = {**DEFAULT_WEIGHTS, **(weights or {})}
-            return Estimates(sympy.expand(2 * folded + n_in * (1 + w["exp"]) + out * (w["log"] + 1)), 0)
-        return Estimates(folded, 0)
-    return Estimates(sympy.expand(flops_per_element(node, weights) * out), 0)
+        return Estimates(graph_cost(inner).flops, 0)
+    if callable(op.flops):
+        return Estimates(sympy.expand(op.flops(node)), 0)
+    return Estimates(sympy.expand(flops_per_element(node) * numel(node.shape)), 0)
 
 
 def nbytes(node, dtype):
@@ -119,21 +87,22 @@ def nbytes(node, dtype):
     return sympy.expand(item * numel(node.shape))
 
 
-def kernel_cost(kernel, dtype="float32", weights=None):
+def kernel_cost(kernel, dtype="float32"):
     """Flops of every fused node; bytes of the inputs read once and the results written once."""
-    flops = sum((node_cost(m, weights).flops for m in kernel.members), sympy.S.Zero)
+    flops = sum((node_cost(m).flops for m in kernel.members), sympy.S.Zero)
     moved = sum((nbytes(i, dtype) for i in kernel.inputs + kernel.outputs), sympy.S.Zero)
     return Estimates(sympy.expand(flops), sympy.expand(moved))
 
 
-def graph_cost(nodes, weights=None):
+def graph_cost(nodes):
     """Flops of a set of nodes (each counted once)."""
-    total = sum((node_cost(n, weights).flops for n in nodes), sympy.S.Zero)
+    total = sum((node_cost(n).flops for n in nodes), sympy.S.Zero)
     return Estimates(sympy.expand(total), 0)
 
 
 def matmul_flops(nodes):
-    return sympy.expand(sum((node_cost(n).flops for n in nodes if n.op == "matmul"), sympy.S.Zero))
+    return sympy.expand(sum((node_cost(n).flops for n in nodes if OPS[n.op].kind == "matmul"),
+                            sympy.S.Zero))
 
 
 def at_batch(formula, batch):

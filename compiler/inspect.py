@@ -12,7 +12,7 @@ gets a roofline time, max(flops / peak, bytes / bandwidth): a model, not a measu
 import sympy
 
 from compiler import cost
-from compiler.naive import tree_flops
+from compiler.ops.counting import tree_flops
 from compiler.optim import RULES
 from compiler.shapes import numel
 from runtime.loader import load_module
@@ -28,7 +28,7 @@ def traffic(model, dtype="float32"):
 
     kernels = kernels_of(model, training_graph(model))
     fused = sum((cost.kernel_cost(k, dtype).bytes for k in kernels), sympy.S.Zero)
-    ops = [m for k in kernels for m in k.members if m.op not in cost.FREE]
+    ops = [m for k in kernels for m in k.members if cost.node_cost(m).flops != 0]
     unfused = sympy.S.Zero
     for n in ops:
         unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if i.op != "const"), sympy.S.Zero)

@@ -20,13 +20,9 @@ import sympy
 from compiler.graph import toposort
 from compiler.ops import scalar as S
 from compiler.ops.registry import OPS
-from compiler.symbolic import split_mul
+from compiler.ops.counting import tree_flops
 from runtime.errors import GradcError
 
-FUNCTION_FLOPS = {sympy.exp: 1, sympy.log: 1, sympy.sin: 1, sympy.cos: 1, sympy.tanh: 1,
-                  S.Sigmoid: 4, S.Softplus: 3, S.Relu: 1, sympy.Abs: 1, sympy.sign: 1,
-                  sympy.Heaviside: 1, S.Maximum: 1, S.Minimum: 1, S.Where: 1, S.Greater: 1,
-                  S.GreaterEqual: 1, S.Less: 1, S.LessEqual: 1, S.Equal: 1, S.NotEqual: 1, S.Power: 1, S.StopGradient: 0}
 
 
 class BudgetExceeded(Exception):
@@ -115,54 +111,6 @@ def _values(n, values, subs, concrete):
                 local[m] = _values(m, local, subs, concrete)
         return local[definition]
     raise GradcError(f"the naive baseline cannot scalarize op {n.op!r}")
-
-
-def _own_flops(e):
-    """Flops of the top operation of ``e`` and the subexpressions it applies to."""
-    if e.is_Atom:
-        return 0, []
-    if e.is_Add:
-        return len(e.args) - 1, list(e.args)
-    if e.is_Mul:
-        coeff, num, den = split_mul(e)
-        # a*b/c: one multiply per extra factor, one divide per denominator; a sign is free
-        count = max(len(num) - 1, 0) + len(den) + (1 if abs(coeff) != 1 else 0)
-        return count, num + den
-    if e.is_Pow:
-        base, ex = e.args
-        if ex.is_Integer:
-            n = abs(int(ex))
-            return max(n - 1, 0) + (1 if ex < 0 else 0), [base]
-        return 1, [base] + ([] if ex.is_number else [ex])
-    fn = e.func
-    if isinstance(e, sympy.Heaviside):
-        return 1, [e.args[0]]
-    if fn in FUNCTION_FLOPS:
-        return FUNCTION_FLOPS[fn], list(e.args)
-    raise GradcError(f"no flop count for sympy {fn}")
-
-
-def tree_flops(exprs, memo=None):
-    """Flops of ``exprs`` read as trees: a subexpression used twice is computed twice.
-
-    ``memo`` (a dict) is filled with every distinct subexpression seen.
-    """
-    memo = {} if memo is None else memo
-    total = 0
-    for expr in exprs:
-        stack = [(expr, False)]
-        while stack:
-            e, ready = stack.pop()
-            if e in memo:
-                continue
-            own, children = _own_flops(e)
-            if not ready:
-                stack.append((e, True))
-                stack.extend((c, False) for c in children if c not in memo)
-            else:
-                memo[e] = own + sum(memo[c] for c in children)
-        total += memo[expr]
-    return total
 
 
 def naive_counts(model, sizes, max_params=400, max_seconds=20.0, max_terms=200_000):

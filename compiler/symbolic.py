@@ -17,20 +17,14 @@ import sympy
 
 from compiler.ops import api as F
 from compiler.ops import scalar as S
-from compiler.ops.registry import OPS
+from compiler.graph import make
+from compiler.ops.counting import split_mul
+from compiler.ops.registry import OPS, functions
 
 Y = sympy.Symbol("y", real=True)
 G = sympy.Symbol("g", real=True)
 ARGS = tuple(sympy.Symbol(f"a{i}", real=True) for i in range(4))
 
-_FUNCTION_OPS = {
-    sympy.exp: "exp", sympy.log: "log", sympy.sin: "sin", sympy.cos: "cos",
-    sympy.tanh: "tanh", sympy.Abs: "abs", sympy.sign: "sign", S.Sigmoid: "sigmoid",
-    S.Softplus: "softplus", S.Relu: "relu", S.Maximum: "maximum", S.Minimum: "minimum",
-    S.Where: "where", S.StopGradient: "stop_gradient", S.Greater: "greater",
-    S.GreaterEqual: "greater_equal", S.Less: "less", S.LessEqual: "less_equal",
-    S.Equal: "equal", S.NotEqual: "not_equal", S.Power: "pow",
-}
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,18 +98,6 @@ def elementwise_jvp(node, tangents):
     return to_graph(expr, env)
 
 
-def split_mul(e):
-    """``(coefficient, numerator factors, denominator factors)`` of a product."""
-    coeff, factors = e.as_coeff_mul()
-    num, den = [], []
-    for f in factors:
-        if f.is_Pow and f.exp.is_number and f.exp.is_negative:
-            den.append(f.base if f.exp == -1 else f.base ** (-f.exp))
-        else:
-            num.append(f)
-    return coeff, num, den
-
-
 def _split_add(e):
     plus, minus = [], []
     for t in e.args:
@@ -185,10 +167,10 @@ def _build(e, memo):
         return F.pow(memo[base], constant(ex) if ex.is_number else memo[ex])
     if isinstance(e, sympy.Heaviside):
         return F.heaviside(memo[e.args[0]], e.args[1])
-    op = _FUNCTION_OPS.get(e.func)
+    op = functions().get(e.func)
     if op is None:
         raise TypeError(f"gradc has no graph op for the sympy function {e.func}")
-    return getattr(F, op)(*[memo[a] for a in e.args])
+    return make(op.name, [memo[a] for a in e.args])
 
 
 def to_graph(expr, env):

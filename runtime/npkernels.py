@@ -1,4 +1,6 @@
 """Small numpy helpers that generated modules call (``_rt.logsumexp`` and friends)."""
+import math
+
 import numpy as np
 
 
@@ -8,6 +10,22 @@ def logsumexp(x, axis, keepdims):
     m = np.where(np.isfinite(m), m, 0)
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+try:  # numpy has no erf: scipy's when installed (vectorized), else the C library's per element
+    from scipy.special import erf as _erf_vector
+except ImportError:
+    _erf_vector = None
+_erf_each = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    """The error function elementwise, to the last bit or two of float64 either way."""
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.float64
+    if _erf_vector is not None:
+        return _erf_vector(x).astype(dtype, copy=False)
+    return _erf_each(x).astype(dtype)
 
 
 def _softmax_parts(z):

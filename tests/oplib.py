@@ -11,6 +11,8 @@ A new op is one new row in ``ROWS``.
 """
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 import torch
 
@@ -31,6 +33,9 @@ class Row:
     ops: tuple = ()                   # registry ops this row exercises (default: name)
     int_inputs: dict = field(default_factory=dict)   # index -> number of classes
     fd: bool = True                   # False where finite differences see a different function
+
+
+_np_erf = np.vectorize(math.erf)
 
 
 def _np_softplus(x):
@@ -67,6 +72,13 @@ ROWS = [
     Row("sin", F.sin, np.sin, torch.sin, UNARY_SHAPES),
     Row("cos", F.cos, np.cos, torch.cos, UNARY_SHAPES),
     Row("tanh", F.tanh, np.tanh, torch.tanh, UNARY_SHAPES),
+    Row("erf", F.erf, _np_erf, torch.erf, UNARY_SHAPES),
+    Row("expm1", F.expm1, np.expm1, torch.expm1, UNARY_SHAPES),
+    Row("log1p", F.log1p, np.log1p, torch.log1p, UNARY_SHAPES, domain="positive"),
+    Row("gelu", F.gelu, lambda a: a / 2 * (1 + _np_erf(a / np.sqrt(2))),
+        torch.nn.functional.gelu, UNARY_SHAPES),
+    Row("softsign", F.softsign, lambda a: a / (1 + np.abs(a)), torch.nn.functional.softsign,
+        UNARY_SHAPES),
     Row("sigmoid", F.sigmoid, lambda a: 1 / (1 + np.exp(-a)), torch.sigmoid, UNARY_SHAPES),
     Row("softplus", F.softplus, _np_softplus, torch.nn.functional.softplus, UNARY_SHAPES),
     Row("relu", F.relu, lambda a: np.maximum(a, 0), torch.relu, UNARY_SHAPES),

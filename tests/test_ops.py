@@ -24,7 +24,7 @@ def test_every_registered_op_has_a_row():
     for row in ROWS:
         covered.update(row.ops or (row.name,))
     untested = sorted(name for name, op in OPS.items()
-                      if op.kind != "leaf" and name not in covered)
+                      if op.kind != "leaf" and not op.user_defined and name not in covered)
     assert untested == []
 
 

@@ -10,11 +10,29 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from compiler.ops.registry import functions
 from compiler.ops.scalar import Compare
+from runtime.errors import GradcError
+
+
+def print_function(printer, expr, field):
+    """``expr`` printed by its op's ``numpy_code`` or ``triton_code`` (``field``); None when
+    ``expr`` is not a function call; an error for a function no elementwise op introduces."""
+    if not isinstance(expr, sympy.Function):
+        return None
+    op = functions().get(expr.func)
+    code = getattr(op, field) if op is not None else None
+    if code is None:  # sympy could print atan, but no gradc op has it: not on every backend
+        backend = "numpy" if field == "numpy_code" else "Triton"
+        raise GradcError(f"no {backend} code for the sympy function {expr.func.__name__}")
+    if callable(code):
+        return code(printer, *expr.args)
+    return code.format(*(printer._print(a) for a in expr.args))
 
 
 class NumpyPrinter(NumPyPrinter):
-    """numpy printer that knows gradc's scalar functions and prints floats exactly."""
+    """numpy printer that knows gradc's scalar functions (from the op registry) and prints
+    floats exactly."""
 
     def __init__(self, arrays=()):
         super().__init__({"fully_qualified_modules": True, "inline": True,
@@ -53,54 +71,8 @@ class NumpyPrinter(NumPyPrinter):
             return f"1/{self.parenthesize(den, PRECEDENCE['Pow'])}"
         return super()._print_Pow(expr, rational)
 
-    def _print_Power(self, expr):
-        return self._print_Pow(sympy.Pow(*expr.args, evaluate=False))
-
-    def _print_Sigmoid(self, expr):
-        arg = self.parenthesize(expr.args[0], PRECEDENCE["Mul"])
-        return f"numpy.exp(-numpy.logaddexp(0, -{arg}))"
-
-    def _print_Softplus(self, expr):
-        return f"numpy.logaddexp(0, {self._print(expr.args[0])})"
-
-    def _print_Relu(self, expr):
-        return f"numpy.maximum({self._print(expr.args[0])}, 0)"
-
-    def _print_Maximum(self, expr):
-        return f"numpy.maximum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_Minimum(self, expr):
-        return f"numpy.minimum({self._print(expr.args[0])}, {self._print(expr.args[1])})"
-
-    def _print_Heaviside(self, expr):
-        x, at0 = expr.args
-        if at0 == 0:  # a comparison is ~50x faster than numpy.heaviside
-            return f"({self.parenthesize(x, PRECEDENCE['Relational'])} > 0)"
-        if at0 == 1:
-            return f"({self.parenthesize(x, PRECEDENCE['Relational'])} >= 0)"
-        return f"numpy.heaviside({self._print(x)}, {self._print(at0)})"
-
-    def _print_sign(self, expr):
-        return f"numpy.sign({self._print(expr.args[0])})"
-
-    def _print_Abs(self, expr):
-        return f"numpy.abs({self._print(expr.args[0])})"
-
-    def _compare(self, expr):
-        a, b = (self.parenthesize(x, 1000) for x in expr.args)
-        return f"({a} {expr.symbol} {b})"
-
-    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = \
-        _print_NotEqual = _compare
-
-    def _print_Where(self, expr):
-        c, a, b = expr.args
-        if a.is_Number and b.is_Number:  # keep the kernel's dtype when both branches are numbers
-            return f"numpy.where({self._print(c)}, DTYPE({self._print(a)}), DTYPE({self._print(b)}))"
-        return f"numpy.where({self._print(c)}, {self._print(a)}, {self._print(b)})"
-
-    def _print_StopGradient(self, expr):
-        return self._print(expr.args[0])
+    def _print(self, expr, **kwargs):
+        return print_function(self, expr, "numpy_code") or super()._print(expr, **kwargs)
 
 
 _printer = NumpyPrinter()

@@ -1,8 +1,10 @@
 """The sympy printer for Triton kernel bodies (``tl.*`` calls on loaded blocks).
 
-Functions Triton lacks outside libdevice (which its CPU interpreter cannot run) are
-small ``@triton.jit`` helpers in the generated module: ``_tanh``, ``_sigmoid``,
-``_softplus`` and ``_log1p``, each written to stay accurate and finite everywhere.
+Each function of an elementwise op prints as its registry entry's ``triton_code``
+says.  Functions Triton lacks outside libdevice (which its CPU interpreter cannot run)
+are small ``@triton.jit`` helpers in the generated module: ``_tanh``, ``_sigmoid``,
+``_softplus``, ``_log1p``, ``_expm1`` and ``_pow``, each written to stay accurate and
+finite everywhere.
 
 >>> import sympy
 >>> x = sympy.Symbol("x")
@@ -13,6 +15,7 @@ import sympy
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
+from compiler.codegen.printer import print_function
 from compiler.ops.scalar import Compare
 
 
@@ -39,6 +42,8 @@ class TritonPrinter(PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, ex = expr.args
+        if expr.is_number and expr.is_finite:  # sqrt(2): a literal, not an op on a float32 one
+            return self._print_Float(sympy.Float(expr.evalf(17), 17))
         b = self.parenthesize(base, PRECEDENCE["Mul"])
         if ex.is_Integer and 0 < ex <= 4:
             return "*".join([b] * int(ex))
@@ -56,9 +61,6 @@ class TritonPrinter(PythonCodePrinter):
             base_code = f"tl.full([], {float(base)!r}, {self.exact_type})"
         return f"_pow({base_code}, {self._print(ex)})"
 
-    def _print_Power(self, expr):
-        return self._print_Pow(sympy.Pow(*expr.args, evaluate=False))
-
     def _print_Infinity(self, expr):
         return 'float("inf")'
 
@@ -73,62 +75,8 @@ class TritonPrinter(PythonCodePrinter):
             return f"-({self._print(-expr)})"  # -(a == b)*b would negate a boolean block
         return super()._print_Mul(expr)
 
-    def _call(self, name, expr):
-        return f"{name}({', '.join(self._print(a) for a in expr.args)})"
-
-    def _print_exp(self, expr):
-        return self._call("tl.exp", expr)
-
-    def _print_log(self, expr):
-        return self._call("tl.log", expr)
-
-    def _print_sin(self, expr):
-        return self._call("tl.sin", expr)
-
-    def _print_cos(self, expr):
-        return self._call("tl.cos", expr)
-
-    def _print_tanh(self, expr):
-        return self._call("_tanh", expr)
-
-    def _print_Abs(self, expr):
-        return self._call("tl.abs", expr)
-
-    def _print_sign(self, expr):
-        x = self._print(expr.args[0])
-        return f"tl.where({x} > 0, 1.0, tl.where({x} < 0, -1.0, 0.0))"
-
-    def _print_Heaviside(self, expr):
-        x, at0 = (self._print(a) for a in expr.args)
-        return f"tl.where({x} > 0, 1.0, tl.where({x} == 0, {at0}, 0.0))"
-
-    def _print_Sigmoid(self, expr):
-        return self._call("_sigmoid", expr)
-
-    def _print_Softplus(self, expr):
-        return self._call("_softplus", expr)
-
-    def _print_Relu(self, expr):
-        return f"tl.maximum({self._print(expr.args[0])}, 0.0)"
-
-    def _print_Maximum(self, expr):
-        return self._call("tl.maximum", expr)
-
-    def _print_Minimum(self, expr):
-        return self._call("tl.minimum", expr)
-
-    def _compare(self, expr):
-        a, b = (self.parenthesize(x, PRECEDENCE["Relational"]) for x in expr.args)
-        return f"({a} {expr.symbol} {b})"
-
-    _print_Greater = _print_GreaterEqual = _print_Less = _print_LessEqual = _print_Equal = \
-        _print_NotEqual = _compare
-
-    def _print_Where(self, expr):
-        return self._call("tl.where", expr)
-
-    def _print_StopGradient(self, expr):
-        return self._print(expr.args[0])
+    def _print(self, expr, **kwargs):
+        return print_function(self, expr, "triton_code") or super()._print(expr, **kwargs)
 
 
 _printers = {None: TritonPrinter(), "float64": TritonPrinter("tl.float64")}

@@ -16,6 +16,7 @@ import sympy
 
 from compiler.graph import DATA_DTYPES, Node, make, user_location
 from compiler.naming import Unnamed
+from compiler.ops.registry import OPS
 from compiler.shapes import as_shape, broadcast_shapes, fmt, numel
 from runtime.errors import GradcError
 from runtime.init import INITIALIZERS, resolve as resolve_init
@@ -85,6 +86,30 @@ def _ew(op, *args, **attrs):
     return make(op, [_as_number(a) for a in args], **attrs)
 
 
+def elementwise_function(name):
+    """The function users call for the elementwise op ``name``: ``F.exp(x)``, ``F.erf(x)``.
+
+    Every registered elementwise op without a hand-written function here has one,
+    made from its registry entry (``F.<name>``), so adding an op is one registry line.
+    """
+    op = OPS.get(name)
+    if op is None or op.kind != "elementwise":
+        raise AttributeError(f"gradc has no elementwise op {name!r}")
+
+    def apply(*args):
+        return _ew(name, *args)
+
+    apply.__name__ = apply.__qualname__ = name
+    apply.__doc__ = op.doc or f"``{name}`` elementwise."
+    return apply
+
+
+def __getattr__(name):  # F.exp, F.erf, ...: see elementwise_function
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return elementwise_function(name)
+
+
 def _identity_operand(a, b, neutral, both_sides):
     """``a`` when ``b`` is the neutral constant and does not widen ``a`` (else ``None``)."""
     try:
@@ -122,70 +147,23 @@ def div(a, b):
     return same if same is not None else make("div", (a, b))
 
 
-def neg(a):
-    return _ew("neg", a)
 
 
-def pow(a, b):  # noqa: A001 - the op is called pow
-    return _ew("pow", a, b)
 
 
-def exp(x):
-    return _ew("exp", x)
 
 
-def log(x):
-    return _ew("log", x)
 
 
-def sqrt(x):
-    return _ew("sqrt", x)
 
 
-def sin(x):
-    return _ew("sin", x)
 
-
-def cos(x):
-    return _ew("cos", x)
-
-
-def tanh(x):
-    return _ew("tanh", x)
-
-
-def sigmoid(x):
-    """``1 / (1 + exp(-x))``, finite for any input."""
-    return _ew("sigmoid", x)
-
-
-def softplus(x):
-    """``log(1 + exp(x))``, finite for any input."""
-    return _ew("softplus", x)
-
-
-def relu(x):
-    return _ew("relu", x)
-
-
-def abs(x):  # noqa: A001
-    return _ew("abs", x)
-
-
-def sign(x):
-    return _ew("sign", x)
 
 
 def heaviside(x, at0=0):
     return _ew("heaviside", x, at0=sympy.nsimplify(at0))
 
 
-def maximum(a, b):
-    return _ew("maximum", a, b)
-
-
-def minimum(a, b):
-    return _ew("minimum", a, b)
 
 
 def greater(a, b):
@@ -218,10 +196,6 @@ def where(cond, a, b):
     """``a`` where ``cond`` is true, else ``b`` (all three broadcast)."""
     return make("where", (as_node(cond), _as_number(a), _as_number(b)))
 
-
-def stop_gradient(x):
-    """``x`` itself, but no gradient flows through it."""
-    return _ew("stop_gradient", x)
 
 
 def matmul(a, b):

@@ -9,11 +9,12 @@ def _input_dtype(inputs, attrs):
 
 
 register(OpDef("input", "leaf", shape=lambda i, a: as_shape(a["shape"]), dtype=_input_dtype,
-               doc="a data input, fed by name at run time"))
+               doc="a data input, fed by name at run time", flops=0))
 register(OpDef("param", "leaf", shape=lambda i, a: as_shape(a["shape"]),
-               dtype=lambda i, a: "float", doc="a trainable parameter"))
+               dtype=lambda i, a: "float", doc="a trainable parameter", flops=0))
 register(OpDef("tangent", "leaf", shape=lambda i, a: as_shape(a["shape"]),
                dtype=lambda i, a: "float",
-               doc="a direction in parameter space, fed by parameter name (forward mode, hvp)"))
+               doc="a direction in parameter space, fed by parameter name (forward mode, hvp)",
+               flops=0))
 register(OpDef("const", "leaf", shape=lambda i, a: (), dtype=lambda i, a: "float",
-               doc="a scalar constant (a number or a formula in the shape symbols)"))
+               doc="a scalar constant (a number or a formula in the shape symbols)", flops=0))

@@ -36,9 +36,15 @@ def _matmul_jvp(node, tangents):
     return F.add(*present) if len(present) == 2 else present[0]
 
 
+def _matmul_flops(node):
+    """``2*M*N*K``: a multiply and an add per term (as PyTorch's FlopCounterMode)."""
+    (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
+    return 2 * m * n * k
+
+
 register(OpDef("matmul", "matmul", shape=_matmul_shape, dtype=_float_only("matmul"),
                vjp=_matmul_vjp, jvp=_matmul_jvp, numpy=lambda args, attrs: f"{paren(args[0])} @ {paren(args[1])}",
-               doc="(M, K) @ (K, N) -> (M, N)"))
+               doc="(M, K) @ (K, N) -> (M, N)", flops=_matmul_flops))
 
 
 def _transpose_shape(inputs, attrs):
@@ -64,4 +70,4 @@ def _transpose_numpy(args, attrs):
 
 register(OpDef("transpose", "shape", shape=_transpose_shape, dtype=lambda i, a: i[0].dtype,
                vjp=_transpose_vjp, jvp=lambda node, t: F.transpose(t[0], node.attr("perm")),
-               numpy=_transpose_numpy, doc="permute axes (a view)"))
+               numpy=_transpose_numpy, doc="permute axes (a view)", flops=0))

@@ -22,4 +22,5 @@ register(OpDef(
     vjp=lambda node, g: [F.dropout(g, node.attr("rate"), salt=node.attr("salt"))],
     jvp=lambda node, t: F.dropout(t[0], node.attr("rate"), salt=node.attr("salt")),
     numpy=lambda args, attrs: f"_rt.dropout({args[0]}, {attrs['rate']!r}, {attrs['salt']}, rng)",
-    doc="zero each element with probability rate while training, scale the rest by 1/(1-rate)"))
+    doc="zero each element with probability rate while training, scale the rest by 1/(1-rate)",
+    flops=2))  # the mask multiply and the scale

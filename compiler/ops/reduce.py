@@ -1,7 +1,7 @@
 """Reductions over axes: sum, max, and the numerically stable logsumexp."""
 from compiler.ops import api as F
 from compiler.ops.registry import OpDef, paren, register
-from compiler.shapes import fmt
+from compiler.shapes import fmt, numel
 from runtime.errors import GradcError
 
 
@@ -74,10 +74,24 @@ def _numpy_reduce(fn):
     return emit
 
 
+def _folded(node):
+    """One add (or compare) per element folded away: ``numel(in) - numel(out)``."""
+    n_in = numel(node.inputs[0].shape)
+    return n_in - numel(node.shape) if n_in != 0 else 0
+
+
+def _logsumexp_flops(node):
+    """Subtract the max, exponentiate, sum, log, add the max back."""
+    n_in, out = numel(node.inputs[0].shape), numel(node.shape)
+    return 2 * _folded(node) + 2 * n_in + 2 * out
+
+
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
-               numpy=_numpy_reduce(".sum"), doc="sum over axes"))
+               numpy=_numpy_reduce(".sum"), doc="sum over axes", flops=_folded))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
-               numpy=_numpy_reduce(".max"), doc="max over axes; ties share the gradient"))
+               numpy=_numpy_reduce(".max"), doc="max over axes; ties share the gradient",
+               flops=_folded))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
                jvp=_logsumexp_jvp,
-               numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable"))
+               numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable",
+               flops=_logsumexp_flops))

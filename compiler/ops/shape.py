@@ -25,7 +25,7 @@ register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0]
                vjp=lambda node, g: [F.reshape(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.reshape(t[0], node.shape),
                numpy=lambda args, attrs: f"{paren(args[0])}.reshape({shape_code(attrs['shape'])})",
-               doc="same elements, new shape"))
+               doc="same elements, new shape", flops=0))
 
 
 def _broadcast_to_shape(inputs, attrs):
@@ -44,7 +44,7 @@ register(OpDef("broadcast_to", "shape", shape=_broadcast_to_shape, dtype=lambda 
                vjp=lambda node, g: [F.unbroadcast(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.broadcast_to(t[0], node.shape),
                numpy=lambda args, attrs: f"numpy.broadcast_to({args[0]}, {shape_code(attrs['shape'])})",
-               doc="repeat along new or unit axes (a view)"))
+               doc="repeat along new or unit axes (a view)", flops=0))
 
 
 def _one_hot_dtype(inputs, attrs):
@@ -55,4 +55,5 @@ def _one_hot_dtype(inputs, attrs):
 
 register(OpDef("one_hot", "shape", shape=lambda i, a: i[0].shape + (a["n"],), dtype=_one_hot_dtype,
                numpy=lambda args, attrs: f"_rt.one_hot({args[0]}, {attrs['n']}, DTYPE)",
-               differentiable=False, doc="integer labels -> rows of 0/1"))
+               differentiable=False, doc="integer labels -> rows of 0/1",
+               flops=1))  # one compare per output element
