@@ -24,8 +24,8 @@ def erf(x):
     x = np.asarray(x)
     dtype = x.dtype if x.dtype.kind == "f" else np.float64
     if _erf_vector is not None:
-        return _erf_vector(x).astype(dtype, copy=False)
-    return _erf_each(x).astype(dtype)
+        return np.asarray(_erf_vector(x), dtype=dtype)
+    return np.asarray(_erf_each(x), dtype=dtype)  # 0-d: frompyfunc gives a Python float
 
 
 def _softmax_parts(z):

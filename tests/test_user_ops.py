@@ -142,3 +142,15 @@ def test_the_new_functions_compile_ahead_of_time_for_sm90():
     prog = compile(Model([], loss=loss), backend="triton")
     result = compile_in_subprocess(prog.path, "sm_90")
     assert len(result) >= len(prog.kernels) and all(r["local"] == 0 for r in result.values())
+
+
+def test_numpy_erf_without_scipy_is_the_c_librarys(monkeypatch):
+    import math
+
+    from runtime import npkernels
+
+    monkeypatch.setattr(npkernels, "_erf_vector", None)
+    x = np.array([-2.0, -0.3, 0.0, 0.7, 3.0])
+    assert npkernels.erf(x).tolist() == [math.erf(v) for v in x]
+    assert npkernels.erf(np.array(0.5)) == math.erf(0.5)  # 0-d stays an array
+    assert npkernels.erf(x.astype(np.float32)).dtype == np.float32
