@@ -3,6 +3,7 @@
 Bad input prints one line, ``gradc: error: FILE:LINE: problem``, and exits 2.
 """
 import argparse
+import io
 import json
 import os
 import sys
@@ -13,12 +14,24 @@ import numpy as np
 
 from compiler import config, modelfile
 from compiler.cache import write_atomic
+from runtime import checkpoint as ckpt
 from runtime.errors import GradcError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise GradcError(message)
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (``--batch 0`` or ``-4`` is a one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _precision_flag(parser):
@@ -49,8 +62,13 @@ def _parser():
                        description="Flops to produce the loss and every parameter gradient, five "
                        "ways, as formulas in the shape symbols; with --batch also as numbers.")
     f.add_argument("model", metavar="MODEL.py")
-    f.add_argument("--batch", type=int, help="evaluate the formulas at this batch size")
+    f.add_argument("--batch", type=positive_int, help="evaluate the formulas at this batch size")
     f.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    f.add_argument("--no-naive", dest="naive", action="store_false",
+                   help="skip the naive rows (whole-network sympy differentiation)")
+    f.add_argument("--naive-seconds", dest="naive_seconds", type=float,
+                   metavar="S", help="time budget of the naive rows; past it they are "
+                   "reported as skipped (default 20)")
 
     i = sub.add_parser("inspect", help="list the generated kernels with flops and bytes",
                        description="The kernels of MODEL.py's training step: fused nodes, flops "
@@ -58,7 +76,7 @@ def _parser():
     i.add_argument("model", metavar="MODEL.py")
     i.add_argument("--kernel", metavar="NAME", help="only this kernel")
     i.add_argument("--source", action="store_true", help="print the kernels' source")
-    i.add_argument("--batch", type=int, help="evaluate the formulas at this batch size")
+    i.add_argument("--batch", type=positive_int, help="evaluate the formulas at this batch size")
     i.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     i.add_argument("--backend", choices=["numpy", "triton"], default="numpy",
                    help="whose source --source prints (the kernels are the same)")
@@ -76,17 +94,22 @@ def _parser():
                        description="Print the forward primal trace and the reverse adjoint trace "
                        "(as in seed 003) of a model of scalars at the given point.")
     r.add_argument("model", metavar="MODEL.py")
-    r.add_argument("--at", required=True, metavar="X1=V,X2=V", help="values of the variables")
+    r.add_argument("--at", default="", metavar="X1=V,X2=V",
+                   help="values of the model's variables (all of them)")
 
     k = sub.add_parser("check", help="compare gradients with finite differences (float64)",
                        description="Compare every parameter gradient of MODEL.py with central "
-                       "finite differences in float64; exit 1 when the worst relative error "
-                       "is above --tol.")
+                       "finite differences in float64; exit 1 when an entry has "
+                       "|analytic - numeric| > atol + rtol*|numeric| (as "
+                       "torch.autograd.gradcheck), listing those entries.")
     k.add_argument("model", metavar="MODEL.py")
-    k.add_argument("--tol", type=float, default=1e-6, help="relative error allowed (default 1e-6)")
+    k.add_argument("--atol", type=float, help="absolute tolerance (default 1e-6)")
+    k.add_argument("--rtol", type=float, help="relative tolerance (default 1e-5)")
+    k.add_argument("--tol", type=float, help="sets both --atol and --rtol (where not given)")
     k.add_argument("--order", type=int, choices=[1, 2], default=1,
                    help="1: gradients; 2: Hessian-vector products against differences of gradients")
-    k.add_argument("--batch", type=int, default=4, help="examples in the checked batch (default 4)")
+    k.add_argument("--batch", type=positive_int, default=4,
+                   help="examples in the checked batch (default 4)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
 
@@ -113,10 +136,11 @@ def _parser():
                    help="numpy (default) or triton (a GPU, or TRITON_INTERPRET=1 on the CPU)")
     _precision_flag(t)
     t.add_argument("--data", metavar="FILE", help=".npz or .csv data instead of the file's data()")
-    t.add_argument("--checkpoint", metavar="PATH", help="save a checkpoint here every epoch "
-                   "(see --checkpoint-every)")
-    t.add_argument("--checkpoint-every", type=int, default=1, dest="checkpoint_every",
-                   metavar="N", help="epochs between checkpoints (default 1)")
+    t.add_argument("--checkpoint", metavar="PATH", help="save checkpoints here (the history "
+                   "goes to PATH.history): after the first epoch, then every 30 s or more, and "
+                   "at the end")
+    t.add_argument("--checkpoint-every", type=int, dest="checkpoint_every", metavar="N",
+                   help="save every N epochs instead of by time")
     t.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     t.add_argument("--out", metavar="DIR", help="write DIR/history.json and DIR/params.npz")
     t.add_argument("--plot", metavar="PNG", help="draw the loss curves to this PNG file")
@@ -125,25 +149,50 @@ def _parser():
 
 
 def cmd_compile(args):
-    from compiler.pipeline import compile
+    """Write the generated module.  Emitting Triton source needs no GPU (running it does),
+    so the module is generated without being imported."""
+    from compiler.pipeline import module_path
 
     ns = modelfile.load(args.model)
     out = _writable_dir(args.out) if args.out else None
-    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
-                   input_precision=args.input_precision)
-    print(f"{prog.path}  ({len(prog.kernels)} kernels, {len(prog.param_specs)} parameters)")
+    path = module_path(ns["model"], "training", args.backend, args.dtype, args.input_precision)
+    source = path.read_text()
+    kernels, params = _module_tables(source, "KERNELS", "PARAMS")
+    print(f"{path}  ({len(kernels)} kernels, {len(params)} parameters)")
     if out:
         target = out / f"{Path(args.model).stem}_{args.backend}.py"
-        write_atomic(target, prog.source)
+        write_atomic(target, source)
         print(f"wrote {target}")
-    for k in prog.kernels:
-        print(f"  {k.name:<40} {k.phase:<8} {len(k.nodes)} nodes")
+    for k in kernels:
+        print(f"  {k['name']:<40} {k['phase']:<8} {len(k['nodes'])} nodes")
+    if args.backend == "triton":
+        print("running it needs a CUDA GPU, or TRITON_INTERPRET=1 for Triton's CPU interpreter")
     return 0
 
 
-def cmd_check(args):
-    from compiler.gradcheck import check_gradients, check_hessian
+def _module_tables(source, *names):
+    """The literal tables (``KERNELS``, ``PARAMS``, ...) of a generated module, read without
+    importing it."""
+    import ast
 
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and getattr(node.targets[0], "id", None) in names:
+            found[node.targets[0].id] = ast.literal_eval(node.value)
+    return [found[n] for n in names]
+
+
+def cmd_check(args):
+    from compiler.gradcheck import ATOL, RTOL, check_gradients, check_hessian
+
+    tols = {"atol": args.atol, "rtol": args.rtol}
+    for flag, value in tols.items():
+        if value is None:
+            tols[flag] = args.tol if args.tol is not None else {"atol": ATOL, "rtol": RTOL}[flag]
+        if not tols[flag] >= 0:
+            raise GradcError(f"--{flag} must be a number >= 0, got {tols[flag]:g}")
+    atol, rtol = tols["atol"], tols["rtol"]
     ns = modelfile.load(args.model)
     data = None
     if args.data or "data" in ns:
@@ -153,14 +202,28 @@ def cmd_check(args):
     check = check_gradients if args.order == 1 else check_hessian
     report = check(ns["model"], data, batch_size=args.batch, seed=args.seed)
     what = "gradient" if args.order == 1 else "Hessian-vector product"
-    print(f"{what}s against central finite differences (float64):")
+    print(f"{what}s against central finite differences (float64), "
+          f"atol {atol:g}, rtol {rtol:g}:")
     width = max((len(name) for name, _, _ in report.rows), default=10)
+    failures = report.failures(atol, rtol)
     for name, err, n in report.rows:
-        print(f"  {name:<{width}}  max relative error {err:.2e}  ({n} entries)")
-    ok = report.worst <= args.tol
-    print(f"worst relative error {report.worst:.2e} (tolerance {args.tol:g}): "
-          f"{'ok' if ok else 'FAILED'}")
-    return 0 if ok else 1
+        bad = sum(e.name == name for e in failures)
+        print(f"  {name:<{width}}  max |analytic - numeric| {report.difference(name):.2e}  "
+              f"max relative error {err:.2e}  ({n} entries){f', {bad} FAILED' if bad else ''}")
+    for e in failures[:CHECK_LISTED]:
+        print(f"  FAILED {e.label}: analytic {e.analytic:.10g}, numeric {e.numeric:.10g}, "
+              f"|difference| {abs(e.analytic - e.numeric):.2e} > "
+              f"{atol + rtol * abs(e.numeric):.2e} allowed")
+    if len(failures) > CHECK_LISTED:
+        print(f"  ... and {len(failures) - CHECK_LISTED} more entries")
+    verdict = (f"but {len(failures)} of {len(report.entries)} entries outside "
+               "atol + rtol*|numeric|: FAILED" if failures
+               else "and every entry within atol + rtol*|numeric|: ok")
+    print(f"worst relative error {report.worst:.2e} {verdict}")
+    return 1 if failures else 0
+
+
+CHECK_LISTED = 10  # failing entries printed by `gradc check`
 
 
 TRAIN_SETTINGS = ("optimizer", "lr", "schedule", "weight_decay", "epochs", "batch_size",
@@ -185,18 +248,29 @@ def cmd_train(args):
                 for k in TRAIN_SETTINGS}
     if args.resume and not args.checkpoint:
         raise GradcError("--resume needs --checkpoint PATH")
-    out = _writable_dir(args.out) if args.out else None
+    out = _writable_dir(args.out) if args.out else None  # every output checked before any work
     if args.plot:
-        _writable_dir(Path(args.plot).parent)
+        from compiler.plot import check_output
+
+        check_output(args.plot)
+    if args.checkpoint:
+        ckpt.check_writable(args.checkpoint)
     prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
                    input_precision=args.input_precision)
-    data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
+    if prog.inputs or args.data or "data" in ns:
+        data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
+    else:  # a function of its parameters alone: full-batch steps on no data
+        data = {}
     hist = train(prog, data, seed=args.seed, quiet=args.quiet, checkpoint=args.checkpoint,
                  checkpoint_every=args.checkpoint_every, resume=args.resume, **settings)
+    if args.resume and hist.start_epoch == settings["epochs"]:
+        print(f"nothing to train: the checkpoint is already at epoch {hist.start_epoch} of "
+              f"{settings['epochs']}")
     final = hist.epoch_losses[-1] if hist.epoch_losses else hist.initial_loss
-    ratio = hist.initial_loss / final if final > 0 else float("inf")
-    print(f"loss {hist.initial_loss:.6g} -> {final:.6g} ({ratio:.1f}x lower) after "
-          f"{len(hist.epoch_losses)} epochs, {len(hist.step_losses)} steps")
+    print(f"loss {hist.initial_loss:.6g} -> {final:.6g} ({_change(hist.initial_loss, final)}) "
+          f"after {len(hist.epoch_losses)} epochs, {len(hist.step_losses)} steps")
+    if hist.val_losses:
+        print(f"val_loss {hist.val_losses[-1]:.6g}")
     for name, values in hist.metrics.items():
         print(f"{name} {values[-1]:.4f}")
     if hist.stopped_epoch:
@@ -204,15 +278,39 @@ def cmd_train(args):
               f"{hist.best_epoch} (those parameters are kept)")
     if out:
         record = {**hist.to_json(), "settings": settings, "seed": args.seed, "model": str(args.model)}
-        write_atomic(out / "history.json", json.dumps(record, indent=1))
-        _save_npz(out / "params.npz", hist.params)
+        blob = io.BytesIO()
+        np.savez(blob, **hist.params)
+        _write_output(out / "history.json", json.dumps(record, indent=1).encode())
+        _write_output(out / "params.npz", blob.getvalue())
         print(f"wrote {out / 'history.json'} and {out / 'params.npz'}")
     if args.plot:
         from compiler.plot import loss_curves
 
-        loss_curves(hist, args.plot, title=Path(args.model).stem)
+        try:
+            loss_curves(hist, args.plot, title=Path(args.model).stem)
+        except OSError as e:  # checked before training; the disk may still fill up
+            raise GradcError(f"cannot write {args.plot}: {e.strerror or e}") from None
         print(f"wrote {args.plot}")
     return 0
+
+
+def _write_output(path, data):
+    """Write an output file atomically; a one-line error when that fails (a full disk)."""
+    try:
+        ckpt.write_atomic(path, data)
+    except OSError as e:
+        raise GradcError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _change(before, after):
+    """How the loss moved: ``12.3x lower``, ``1.5x higher``, or the difference when a loss
+    is not positive."""
+    if after == before:
+        return "unchanged"
+    direction = "lower" if after < before else "higher"
+    if before > 0 and after > 0:
+        return f"{max(before, after) / min(before, after):.1f}x {direction}"
+    return f"{abs(after - before):.6g} {direction}"
 
 
 def _writable_dir(path):
@@ -226,26 +324,19 @@ def _writable_dir(path):
     return path
 
 
-def _save_npz(path, arrays):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".params.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def cmd_flops(args):
     from compiler.cost import at_batch
     from compiler.flops import LABELS, compare, evaluate
 
+    budget = {}
+    if args.naive_seconds is not None:
+        if not 0 < args.naive_seconds < float("inf"):
+            raise GradcError(f"--naive-seconds must be a number above 0, "
+                             f"got {args.naive_seconds:g}")
+        budget["max_seconds"] = args.naive_seconds
     ns = modelfile.load(args.model)
     model = ns["model"]
-    rows = compare(model, batch=args.batch)
+    rows = compare(model, batch=args.batch, budget=budget, naive=args.naive)
     numbers = evaluate(rows, args.batch) if args.batch is not None else None
     if args.json:
         out = {}
@@ -354,6 +445,10 @@ def main(argv=None):
         return 130
     except RecursionError:
         print("gradc: internal error: recursion too deep", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `gradc inspect ... | head`: the reader left; the Python docs'
+        devnull = os.open(os.devnull, os.O_WRONLY)  # recipe: no flush error at exit, status 1
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
 
 

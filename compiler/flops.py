@@ -13,20 +13,24 @@ rows compare directly:
 
 Formulas are in the shape symbols (``B``).  The naive rows are measured at
 concrete batch sizes and fitted with a line in ``B`` (checked at a third size);
-with several size symbols they all take the same value.
+with several size symbols they all take the same value.  They run in a child
+process under a time budget (``NAIVE_SECONDS`` for all of them together); past
+it, or past the other limits of ``naive_counts``, they hold the reason instead.
 """
 import sympy
 
 from compiler.autodiff import grad, jvp, tangent_leaves
 from compiler.cost import graph_cost
 from compiler.graph import Graph, toposort
-from compiler.naive import BudgetExceeded, naive_counts
+from compiler.naive import BudgetExceeded, call_with_timeout, naive_counts
 from compiler.passes import optimize
 from compiler.shapes import numel, symbol
+from runtime.errors import GradcError
 
 ROWS = ("forward", "naive", "naive_cse", "forward_mode", "reverse_mode")
 LABELS = {"forward": "forward", "naive": "naive", "naive_cse": "naive + CSE",
           "forward_mode": "forward mode", "reverse_mode": "reverse mode"}
+NAIVE_SECONDS = 20.0  # wall-clock budget of the two naive rows together
 
 
 def _symbols(model):
@@ -75,9 +79,16 @@ def _naive_rows(model, batch, budget):
     return out
 
 
-def compare(model, batch=None, budget=None):
-    """``{row: {"flops": formula or None, "reason": ...}}`` for the five rows."""
-    budget = budget or {}
+def compare(model, batch=None, budget=None, naive=True):
+    """``{row: {"flops": formula or None, "reason": ...}}`` for the five rows.
+
+    ``budget`` holds the naive baseline's limits (``max_seconds``: all naive work
+    together, default ``NAIVE_SECONDS``; ``max_params``, ``max_terms``: see
+    ``naive_counts``); ``naive=False`` skips it.
+    """
+    if batch is not None and batch < 1:
+        raise GradcError(f"the batch size must be a positive integer, got {batch!r}")
+    budget = {"max_seconds": NAIVE_SECONDS, **(budget or {})}
     forward = graph_cost(toposort([model.loss])).flops
     n_params = sum(numel(p.shape) for p in model.params)
     rows = {
@@ -85,12 +96,16 @@ def compare(model, batch=None, budget=None):
         "forward_mode": {"flops": sympy.expand(n_params * graph_cost(forward_mode_graph(model).nodes).flops)},
         "reverse_mode": {"flops": graph_cost(reverse_mode_graph(model).nodes).flops},
     }
+    if not naive:
+        for key in ("naive", "naive_cse"):
+            rows[key] = {"flops": None, "reason": "skipped (--no-naive)"}
+        return {k: rows[k] for k in ROWS}
     try:
-        naive = _naive_rows(model, batch, budget)
+        naive = call_with_timeout(_naive_rows, (model, batch, budget), budget["max_seconds"])
         for key in ("naive", "naive_cse"):
             rows[key] = ({"flops": naive[key]} if naive[key] is not None else
                          {"flops": None, "reason": "not linear in the batch size; use --batch"})
-    except BudgetExceeded as e:
+    except (BudgetExceeded, GradcError) as e:
         for key in ("naive", "naive_cse"):
             rows[key] = {"flops": None, "reason": f"skipped: {e}"}
     return {k: rows[k] for k in ROWS}

@@ -35,6 +35,8 @@ def load(path):
         raise
     except Exception as e:  # a bug in the user's file: name it and its line, no traceback
         raise GradcError(f"{type(e).__name__}: {e}", where=_innermost(e, path)) from None
+    except SystemExit as e:  # sys.exit("message") in the file: its message, one line
+        raise GradcError(f"the model file exited: {e}", where=_innermost(e, path)) from None
     finally:
         sys.path.remove(str(path.parent.resolve()))
     model = namespace.get("model")
@@ -69,6 +71,8 @@ def load_data(namespace, path, inputs, data_file=None, seed=0):
         data = fn(seed=seed)
     except Exception as e:
         raise GradcError(f"data() failed: {type(e).__name__}: {e}", where=_innermost(e, path)) from None
+    except SystemExit as e:  # a data() that exits with a message (a missing optional package)
+        raise GradcError(f"data() failed: {e}", where=_innermost(e, path)) from None
     if not isinstance(data, dict):
         raise DataError(f"data() must return a dict of arrays, got {type(data).__name__}",
                         where=str(path))

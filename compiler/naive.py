@@ -10,9 +10,16 @@ formula in the scalar parameters.  ``naive_counts`` differentiates it with
 
 This is what "just differentiate the formula" costs; it exists only for the flop
 comparison and runs under a budget (scalar parameters, expression size, seconds).
+One ``sympy.diff`` can run for minutes and cannot be interrupted from inside, so
+``call_with_timeout`` runs the baseline in a child process that is killed when its
+seconds are up.
 """
 import functools
+import math
+import multiprocessing
+import signal
 import time
+import traceback
 
 import numpy as np
 import sympy
@@ -135,3 +142,57 @@ def naive_counts(model, sizes, max_params=400, max_seconds=20.0, max_terms=200_0
     replacements, reduced = sympy.cse(exprs)
     cse = tree_flops([e for _, e in replacements] + list(reduced))
     return {"naive": naive, "naive_cse": cse}
+
+
+def _child(send, fn, args, seconds):
+    """Run ``fn(*args)`` and send back ``(kind, value)``; the process then exits.
+
+    An alarm ends the process one second after its budget even if the parent is gone.
+    """
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(math.ceil(seconds) + 1)
+    try:
+        result = ("ok", fn(*args))
+    except BudgetExceeded as e:
+        result = ("budget", str(e))
+    except GradcError as e:
+        result = ("error", str(e))
+    except BaseException:  # a bug: pass the traceback up rather than die silently
+        result = ("crash", traceback.format_exc())
+    send.send(result)
+    send.close()
+
+
+def call_with_timeout(fn, args, seconds):
+    """``fn(*args)`` run in a forked child process that is killed after ``seconds``.
+
+    Raises ``BudgetExceeded`` when time is up (or ``fn`` raised it), ``GradcError`` when
+    ``fn`` raised one.  Where processes cannot be forked, ``fn`` runs here, unbounded.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return fn(*args)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, fn, args, seconds), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(seconds):
+            raise BudgetExceeded(f"sympy took over {seconds:g} s (the time budget)")
+        kind, value = receive.recv()
+    except EOFError:
+        child.join(1)
+        raise BudgetExceeded(f"its process ended without a result (exit code {child.exitcode})"
+                             ) from None
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if kind == "budget":
+        raise BudgetExceeded(value)
+    if kind == "error":
+        raise GradcError(value)
+    if kind == "crash":
+        raise RuntimeError(f"the naive baseline failed in its process:\n{value}")
+    return value

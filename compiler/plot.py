@@ -1,8 +1,10 @@
 """Pictures of a training run (matplotlib is an optional extra: ``pip install gradc[plot]``)."""
+import io
 from pathlib import Path
 
 import numpy as np
 
+from runtime.checkpoint import check_writable, write_atomic
 from runtime.errors import GradcError
 
 
@@ -16,6 +18,23 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def check_output(path):
+    """A one-line error, before any training, unless a plot can be written to ``path``:
+    matplotlib installed, a file format it writes (.png, .pdf, .svg, ...), a writable place."""
+    pyplot()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fmt = Path(path).suffix[1:].lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if fmt not in formats:
+        kind = Path(path).suffix or "a file without an extension"
+        others = ", ".join("." + f for f in sorted(formats) if f != "png")
+        raise GradcError(f"cannot write a plot as {kind} ({path}); use .png or another format "
+                         f"matplotlib writes ({others})")
+    check_writable(path, "plot")
+    return fmt
 
 
 def loss_curves(hist, path, title="training"):
@@ -55,7 +74,8 @@ def loss_curves(hist, path, title="training"):
         mx.grid(True, alpha=0.3)
         mx.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    blob = io.BytesIO()
+    fig.savefig(blob, format=check_output(path), dpi=110)
     plt.close(fig)
+    write_atomic(path, blob.getvalue())
     return path

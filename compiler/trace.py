@@ -12,12 +12,17 @@ Every partial derivative is the one autodiff uses (``compiler.symbolic.partials`
 """
 from dataclasses import dataclass
 
+import numpy as np
 import sympy
 
+from compiler.codegen.printer import NumpyPrinter
 from compiler.graph import toposort
 from compiler.ops.registry import OPS
-from compiler.symbolic import partials
+from compiler.symbolic import ARGS, partials
+from runtime import npkernels
 from runtime.errors import GradcError
+
+LEAVES = ("input", "param", "const")
 
 
 @dataclass
@@ -34,43 +39,75 @@ def _formula(node, names):
     return str(expr).replace("**", "^")
 
 
-def trace(model, at):
-    """The primal and adjoint traces of ``model.loss`` at ``at`` (leaf name -> number)."""
-    nodes = toposort([model.loss])
+def evaluate(expr, env):
+    """``expr`` at ``env`` (sympy symbol -> number) in float64, as the numpy backend computes it.
+
+    The expression is printed by the numpy kernels' printer and run with the names a
+    generated module has (``numpy``, ``DTYPE``, ``_rt``), so every elementwise op (relu,
+    where, ...) has a value, and ``log(0)`` is ``-inf`` and ``log(-1)`` is ``nan`` as in
+    numpy and PyTorch.
+    """
+    symbols = list(env)
+    names = {"DTYPE": np.float64, "_rt": npkernels}
+    fn = sympy.lambdify(symbols, expr, modules=[names, "numpy"], printer=NumpyPrinter())
+    with np.errstate(all="ignore"):
+        return np.float64(fn(*[np.float64(env[s]) for s in symbols]))
+
+
+def _describe(node):
+    return f"{node.op} {node.name!r}" if node.name else node.op
+
+
+def _check_model(nodes, at):
+    """Scalars and elementwise ops first, then values for every leaf (one-line errors)."""
+    for n in nodes:
+        if n.shape != ():
+            raise GradcError(f"trace needs a model of scalars; {_describe(n)} has shape "
+                             f"({', '.join(map(str, n.shape))})", where=n.where)
+        if n.op not in LEAVES and OPS[n.op].kind != "elementwise":
+            raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.where)
     leaves = [n for n in nodes if n.op in ("input", "param")]
     missing = [n.name for n in leaves if n.name not in at]
     if missing:
-        raise GradcError(f"--at gives no value for {', '.join(missing)}")
+        example = ",".join(f"{name}=V" for name in missing)
+        raise GradcError(f"--at gives no value for {', '.join(missing)} (pass --at {example})")
     unknown = sorted(set(at) - {n.name for n in leaves})
     if unknown:
         raise GradcError(f"the loss does not use {', '.join(unknown)}")
-    for n in nodes:
-        if n.shape != ():
-            raise GradcError(f"trace needs a model of scalars; {n.op} has shape {n.shape}",
-                             where=n.where)
-        if n.op not in ("input", "param", "const") and OPS[n.op].kind != "elementwise":
-            raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.where)
-    order = sorted(leaves, key=lambda n: list(at).index(n.name))
+    return sorted(leaves, key=lambda n: list(at).index(n.name))
+
+
+@np.errstate(all="ignore")
+def trace(model, at):
+    """The primal and adjoint traces of ``model.loss`` at ``at`` (leaf name -> number).
+
+    Values are float64, computed as the numpy backend computes them (``nan`` and
+    ``inf`` where numpy and PyTorch give them).
+    """
+    nodes = toposort([model.loss])
+    order = _check_model(nodes, at)
     names, values, primal = {}, {}, []
     for i, leaf in enumerate(order):
         names[leaf] = f"v_{i + 1 - len(order)}"
-        values[leaf] = sympy.Float(at[leaf.name], 30)
+        values[leaf] = np.float64(at[leaf.name])
         primal.append((names[leaf], leaf.name, float(values[leaf])))
-    consts = {n: n.attr("value") for n in nodes if n.op == "const"}
+    consts = {n: sympy.sympify(n.attr("value")) for n in nodes if n.op == "const"}
     count = 0
     for n in nodes:
         if n in names or n in consts:
             continue
         count += 1
         names[n] = f"v_{count}"
-        args = [values.get(i, consts.get(i)) for i in n.inputs]
-        values[n] = sympy.N(OPS[n.op].scalar(*args, **dict(n.attrs)), 30)
+        args = [consts.get(x, s) for x, s in zip(n.inputs, ARGS)]
+        expr = OPS[n.op].scalar(*args, **dict(n.attrs))
+        env = {s: values[x] for x, s in zip(n.inputs, ARGS) if x in values}
+        values[n] = evaluate(expr, env)
         primal.append((names[n], _formula(n, names), float(values[n])))
 
-    adjoint_values = {model.loss: sympy.Integer(1)}
+    adjoint_values = {model.loss: np.float64(1)}
     adjoint = [(f"bar {names[model.loss]}", "bar y", 1.0)]
     for n in reversed(nodes):
-        if n not in adjoint_values or n.op in ("input", "param", "const"):
+        if n not in adjoint_values or n.op in LEAVES:
             continue
         const_inputs = tuple((i, x.attr("value")) for i, x in enumerate(n.inputs) if x.op == "const")
         syms, y, ds = partials(n.op, len(n.inputs), n.attrs, const_inputs)
@@ -81,7 +118,7 @@ def trace(model, at):
         for x, d in zip(n.inputs, ds):
             if d is None or x.op == "const":
                 continue
-            contribution = adjoint_values[n] * sympy.N(d.subs(numeric), 30)
+            contribution = adjoint_values[n] * evaluate(d, numeric)
             target = f"bar {names[x]}"
             partial = str(d.subs(env)).replace("**", "^")
             if x in adjoint_values:
@@ -91,7 +128,7 @@ def trace(model, at):
                 adjoint_values[x] = contribution
                 formula = f"bar {names[n]} * ({partial})"
             adjoint.append((target, formula, float(adjoint_values[x])))
-    outputs = {leaf.name: float(adjoint_values.get(leaf, 0)) for leaf in order}
+    outputs = {leaf.name: float(adjoint_values.get(leaf, 0.0)) for leaf in order}
     return Trace(primal, adjoint, outputs, float(values[model.loss]))
 
 

@@ -8,7 +8,10 @@ stopping and checkpoints (``runtime.checkpoint``) are handled here.
 >>> hist.epoch_losses[-1] < hist.initial_loss                             # doctest: +SKIP
 True
 """
+import contextlib
 import math
+import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +43,7 @@ class History:
     lrs: list = field(default_factory=list)
     best_epoch: int = None
     stopped_epoch: int = None
+    start_epoch: int = 0  # the epoch this run started from (> 0 when resumed)
 
     def to_json(self):
         return {"initial_loss": self.initial_loss, "epoch_losses": self.epoch_losses,
@@ -97,7 +101,7 @@ def signature(prog, opt):
 
 def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuffle=True, seed=0,
           params=None, quiet=False, schedule=None, weight_decay=None, val_fraction=0.0,
-          val_data=None, early_stopping=None, checkpoint=None, checkpoint_every=1, resume=False):
+          val_data=None, early_stopping=None, checkpoint=None, checkpoint_every=None, resume=False):
     """Train ``prog`` on ``data`` (dict input name -> array, examples along axis 0).
 
     ``optimizer`` is a name (``sgd momentum nesterov adagrad rmsprop adam adamw``)
@@ -105,16 +109,20 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     ``schedule``: a ``runtime.schedules`` object or spelling (``cosine``, ``step:10:0.5``).
     ``val_fraction`` holds out part of the data (or pass ``val_data``);
     ``early_stopping=P`` stops after P epochs without a better validation loss and
-    returns the best parameters.  ``checkpoint=PATH`` saves every
-    ``checkpoint_every`` epochs; ``resume=True`` continues from it, giving the same
-    losses as an uninterrupted run.  ``params`` (default ``prog.init_params(seed)``)
+    returns the best parameters.  ``checkpoint=PATH`` saves after the first epoch,
+    then every ``checkpoint_every`` epochs or, by default, once ``CHECKPOINT_SECONDS``
+    have passed (and 50 times what the last save took), and at the end;
+    ``resume=True`` continues from it, giving the same losses as an uninterrupted
+    run.  A batch size larger than the data gives one short batch per epoch
+    (PyTorch's ``DataLoader``).  ``params`` (default ``prog.init_params(seed)``)
     is copied, never changed.  Returns a ``History``.
     """
     opt = optim.make(optimizer, lr, weight_decay)
     sched = schedules.parse(schedule, epochs)
     _check_int("batch size", batch_size, 1)
     _check_int("epochs", epochs, 0)
-    _check_int("checkpoint interval", checkpoint_every, 1)
+    if checkpoint_every is not None:
+        _check_int("checkpoint interval", checkpoint_every, 1)
     if getattr(prog.module, f"update_{opt.rule}", None) is None:
         raise GradcError(f"this module has no compiled {opt.rule!r} update; recompile it")
     arrays, n = check_data(prog, data)
@@ -129,10 +137,10 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
         _check_int("early-stopping patience", early_stopping, 1)
         if val is None:
             raise GradcError("early stopping needs validation data (val_fraction or val_data)")
-    if arrays and batch_size > n:  # (a model without inputs takes one step per epoch)
-        raise DataError(f"batch size {batch_size} is larger than the data ({n} examples)")
     if resume and checkpoint is None:
         raise GradcError("resume needs a checkpoint path")
+    if checkpoint is not None:  # before any work, so that none is lost at the first save
+        ckpt.check_writable(checkpoint)
 
     params = prog.check_params(prog.init_params(seed) if params is None else params)
     on_device = prog.backend == "triton"  # buffers as torch tensors on the GPU (or interpreter)
@@ -141,13 +149,22 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     state = opt.init_state(flat)
     device_arrays = _to_device(arrays) if on_device else arrays
     rng = np.random.default_rng(seed)
-    hist = History(params=params, initial_loss=prog.evaluate(_host(params), arrays)["loss"])
     run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0)
     if resume:
-        _restore(checkpoint, prog, opt, params, state, rng, hist, run)
+        hist = History(params=params)
+        log = _restore(checkpoint, prog, opt, params, state, rng, hist, run)
+        if run.epoch > epochs:
+            raise GradcError(f"checkpoint {checkpoint} has already trained {run.epoch} epochs, "
+                             f"more than the {epochs} asked for; ask for more epochs to continue")
+        hist.start_epoch = run.epoch
+    else:
+        hist = History(params=params, initial_loss=prog.evaluate(_host(params), arrays)["loss"])
+        log = ckpt.HistoryLog(checkpoint) if checkpoint is not None else None
+    saver = _Saver(checkpoint_every, epochs)
 
     update = getattr(prog.module, f"update_{opt.rule}")
-    with _progress(epochs, run.epoch, quiet) as bar, np.errstate(over="ignore", invalid="ignore"):
+    with _progress(epochs, run.epoch, quiet) as bar, np.errstate(over="ignore", invalid="ignore"), \
+            _blas_threads(prog, arrays, batch_size, n):
         for epoch in range(run.epoch, epochs):  # overflow is no error: a non-finite loss is
             lr_now = sched(epoch, opt.lr)
 
@@ -181,9 +198,11 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                 stop = _early_stopping(hist, params, run, early_stopping)
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            if checkpoint is not None and (run.epoch % checkpoint_every == 0 or run.epoch == epochs
-                                           or stop):
-                _save(checkpoint, prog, opt, params, state, rng, hist, run, seed)
+            if log is not None:
+                log.add(_epoch_entry(hist, losses, val is not None))
+                if saver.due(run.epoch, stop):
+                    with saver.timed():
+                        _save(checkpoint, prog, opt, params, state, rng, hist, run, seed, log)
             if stop:
                 hist.stopped_epoch = run.epoch
                 break
@@ -257,9 +276,47 @@ def _early_stopping(hist, params, run, patience):
     return patience is not None and run.since_best >= patience
 
 
-def _save(path, prog, opt, params, state, rng, hist, run, seed):
+CHECKPOINT_SECONDS = 30.0  # the default cadence: at most one checkpoint per this many seconds
+
+
+class _Saver:
+    """When to checkpoint: after the first epoch, at the end, on early stopping, and every
+    ``every`` epochs or (``every`` None) once ``CHECKPOINT_SECONDS`` and 50 times the last
+    save's duration have passed, so saving costs at most about 2% of training."""
+
+    def __init__(self, every, epochs):
+        self.every, self.epochs = every, epochs
+        self.last, self.cost = None, 0.0
+
+    def due(self, epoch, stop):
+        if stop or epoch == self.epochs or self.last is None:
+            return True
+        if self.every is not None:
+            return epoch % self.every == 0
+        return time.monotonic() - self.last >= max(CHECKPOINT_SECONDS, 50 * self.cost)
+
+    @contextlib.contextmanager
+    def timed(self):
+        start = time.monotonic()
+        yield
+        self.last = time.monotonic()
+        self.cost = self.last - start
+
+
+def _epoch_entry(hist, losses, validated):
+    """One epoch of the history, as a line of the checkpoint's history file."""
+    entry = {"step_losses": losses, "epoch_loss": hist.epoch_losses[-1], "lr": hist.lrs[-1],
+             "metrics": {k: v[-1] for k, v in hist.metrics.items()}}
+    if validated:
+        entry["val_loss"] = hist.val_losses[-1]
+    return entry
+
+
+def _save(path, prog, opt, params, state, rng, hist, run, seed, log):
     record = {"signature": signature(prog, opt), "epoch": run.epoch, "step": run.step,
-              "seed": seed, "rng": rng.bit_generator.state, "history": hist.to_json(),
+              "seed": seed, "rng": rng.bit_generator.state,
+              "history": {"initial_loss": hist.initial_loss, "best_epoch": hist.best_epoch,
+                          "log": log.flush()},
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
               "since_best": run.since_best, "optimizer": repr(opt)}
     extra = {"__best__": run.best} if run.best is not None else {}
@@ -267,9 +324,18 @@ def _save(path, prog, opt, params, state, rng, hist, run, seed):
 
 
 def _restore(path, prog, opt, params, state, rng, hist, run):
+    """Load checkpoint ``path`` into the buffers, ``rng``, ``hist`` and ``run``; return its
+    ``HistoryLog``, which appends after the epochs the checkpoint covers."""
     saved_params, saved_state, record = ckpt.load(path)
     if record.get("signature") != signature(prog, opt):
         raise CheckpointError(f"checkpoint {path} belongs to a different model or optimizer")
+    saved = record["history"]
+    if "log" not in saved:
+        raise CheckpointError(f"checkpoint {path} was written by an older gradc; start a new run")
+    log, entries = ckpt.HistoryLog.resume(path, saved["log"])
+    if len(entries) != record["epoch"]:
+        raise CheckpointError(f"history file of checkpoint {path} holds {len(entries)} epochs, "
+                              f"not {record['epoch']}")
     for k, v in saved_params.items():
         _assign(params[k], v)
     run.best = saved_state.pop("__best__", None)
@@ -279,12 +345,71 @@ def _restore(path, prog, opt, params, state, rng, hist, run):
     run.step, run.epoch = record["step"], record["epoch"]
     run.best_loss = record["best_loss"] if record["best_loss"] is not None else math.inf
     run.since_best = record["since_best"]
-    saved = record["history"]
     hist.initial_loss = saved["initial_loss"]
-    for key in ("epoch_losses", "step_losses", "val_losses", "lrs"):
-        getattr(hist, key).extend(saved[key])
-    hist.metrics.update(saved["metrics"])
     hist.best_epoch = saved["best_epoch"]
+    for entry in entries:
+        hist.step_losses.extend(entry["step_losses"])
+        hist.epoch_losses.append(entry["epoch_loss"])
+        hist.lrs.append(entry["lr"])
+        if "val_loss" in entry:
+            hist.val_losses.append(entry["val_loss"])
+        for k, v in entry["metrics"].items():
+            hist.metrics.setdefault(k, []).append(v)
+    return log
+
+
+# BLAS threads (benchmarks/NOTES.md, "BLAS threads"): a step whose largest matmul is below
+# this many flops runs BLAS on one thread (a second thread saves tens of microseconds per
+# matmul there, and costs 2-8x when other work holds a core); so does any step while every
+# core is already busy (the 1-minute load average, this process included, >= the cores).
+ONE_THREAD_FLOPS = 1e7
+_blas = None  # threadpoolctl's controller, made once (450 us; a limit then costs 15 us)
+
+
+def blas_threads(prog, arrays, batch_size, n):
+    """1 when a training step's BLAS calls should run on one thread, else None (BLAS's own)."""
+    if prog.backend != "numpy":
+        return None
+    flops = largest_matmul(prog, arrays, batch_size, n)
+    if flops is not None and flops < ONE_THREAD_FLOPS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] >= (cores or 1):
+        return 1
+    return None
+
+
+def largest_matmul(prog, arrays, batch_size, n):
+    """The flops of the largest matmul kernel of one training step, from the module's
+    KERNELS table at the data's sizes (a minibatch of ``min(batch_size, n)``); None when
+    a formula cannot be evaluated."""
+    sizes = {}
+    for name, (shape, _) in prog.inputs.items():
+        for axis, dim in enumerate(shape):
+            if not dim.isdigit() and name in arrays:
+                sizes[dim] = min(batch_size, n) if axis == 0 else arrays[name].shape[axis]
+    largest = 0
+    for k in prog.module.KERNELS:
+        if any(" matmul " in node for node in k["nodes"]):
+            try:
+                largest = max(largest, eval(k["flops"], {"__builtins__": {}}, sizes))
+            except Exception:  # a size the data does not give: leave BLAS alone
+                return None
+    return largest
+
+
+def _blas_threads(prog, arrays, batch_size, n):
+    """A context that holds BLAS to ``blas_threads(...)`` threads while training."""
+    global _blas
+    if blas_threads(prog, arrays, batch_size, n) is None:
+        return contextlib.nullcontext()
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return contextlib.nullcontext()
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def _check_int(what, value, low):

@@ -65,7 +65,6 @@ MODEL_CASES = {
     "empty data": (variant("size=(16, 2)", "size=(0, 2)"), [], "empty (0 examples)"),
     "wrong feature size": (variant("size=(16, 2)", "size=(16, 3)"), [], "input 'x' has shape (16, 3)"),
     "non-numeric data": (variant('"y": xs[:, :1]', '"y": np.array([["a"]] * 16)'), [], "must be numeric"),
-    "batch larger than the data": (GOOD, ["--batch-size", "64"], "larger than the data (16 examples)"),
     "unknown optimizer": (GOOD, ["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
     "unknown schedule": (GOOD, ["--schedule", "zigzag"], "unknown schedule 'zigzag'"),
     "bad flag value": (GOOD, ["--epochs", "many"], "invalid int value"),
@@ -150,7 +149,7 @@ def test_output_and_backend_cases(tmp_path):
     blocker.write_text("")
     out = gradc("train", model, "--out", blocker / "sub", "--quiet", cwd=tmp_path)
     assert_one_line(out, "cannot write to output directory")
-    out = gradc("compile", model, "--backend", "triton", cwd=tmp_path, interpret=False)
+    out = gradc("train", model, "--backend", "triton", "--quiet", cwd=tmp_path, interpret=False)
     assert_one_line(out, "the triton backend needs a CUDA GPU, or TRITON_INTERPRET=1")
     out = gradc("compile", model, "--backend", "cuda", cwd=tmp_path)
     assert_one_line(out, "invalid choice: 'cuda'")

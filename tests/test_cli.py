@@ -204,7 +204,6 @@ def test_csv_columns_fill_feature_vectors(tmp_path):
     (["--resume"], "--resume needs --checkpoint"),
     (["--early-stopping", "3"], "early stopping needs validation data"),
     (["--val-fraction", "1.5"], "validation fraction"),
-    (["--batch-size", "1000"], "larger than the data"),
     (["--lr", "-1"], "lr must be a positive number"),
 ])
 def test_bad_training_flags(flags, message, tmp_path):

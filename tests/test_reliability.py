@@ -79,12 +79,12 @@ def test_sigkill_while_saving_never_corrupts_the_checkpoint_and_resume_is_exact(
     common = ["--epochs", "400", "--batch-size", "8", "--optimizer", "adam", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "compiler", "train", str(model), *common,
-                             "--checkpoint", str(ck)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                             "--checkpoint", str(ck), "--checkpoint-every", "1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not ck.exists() and time.time() < deadline:  # wait for the first checkpoint
         time.sleep(0.05)
-    time.sleep(0.7)  # it saves every epoch (~0.6 MB each): kill it somewhere in there
+    time.sleep(0.7)  # it saves every epoch (~0.8 MB each): kill it somewhere in there
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

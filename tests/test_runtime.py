@@ -81,8 +81,6 @@ def test_bad_data_is_named(bad, message):
 
 def test_bad_settings_are_named():
     prog = regression()
-    with pytest.raises(DataError, match="larger than the data"):
-        train(prog, data(4), batch_size=10, quiet=True)
     with pytest.raises(GradcError, match="unknown optimizer"):
         train(prog, data(4), optimizer="lbfgs", quiet=True)
     with pytest.raises(GradcError, match="lr must be a positive number"):
