@@ -18,7 +18,7 @@ differentiated again: ``hessian_vector_product`` is forward over reverse, and
 >>> dw.op
 'add'
 """
-from compiler.graph import Graph, located, make, toposort
+from compiler.graph import Graph, located, toposort
 from compiler.ops import api as F
 from compiler.ops.registry import OPS
 from compiler.symbolic import elementwise_jvp, elementwise_vjp
@@ -93,7 +93,7 @@ def jvp(outputs, wrt, tangents):
 
 def tangent_leaves(params):
     """One ``tangent`` leaf per parameter, shaped like it."""
-    return [make("tangent", name=p.name, shape=p.shape) for p in params]
+    return [F.tangent(p.name, p.shape) for p in params]
 
 
 def hessian_vector_product(loss, params, vectors):

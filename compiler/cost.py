@@ -29,6 +29,7 @@ import sympy
 
 from compiler.graph import toposort
 from compiler.ops.counting import tree_flops
+from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
 from compiler.shapes import numel
 
@@ -65,7 +66,7 @@ def flops_per_element(node):
         return op.flops
     if op.kind != "elementwise":
         raise KeyError(f"no cost rule for op {node.op!r}")
-    args = [i.attr("value") if i.op == "const" else sympy.Symbol(f"a{k}")
+    args = [i.attr("value") if is_const(i) else sympy.Symbol(f"a{k}")
             for k, i in enumerate(node.inputs)]
     return tree_flops([op.scalar(*args, **dict(node.attrs))])
 
@@ -101,7 +102,7 @@ def graph_cost(nodes):
 
 
 def matmul_flops(nodes):
-    return sympy.expand(sum((node_cost(n).flops for n in nodes if OPS[n.op].kind == "matmul"),
+    return sympy.expand(sum((node_cost(n).flops for n in nodes if OPS[n.op].kind == "contraction"),
                             sympy.S.Zero))
 
 

@@ -21,7 +21,9 @@ A node with exactly one user joins that user's kernel when the kernel keeps one 
 these shapes: at most one matmul or reduction per kernel; nothing is computed into a
 matmul operand (a transpose of a buffer is only a change of strides); a reshape,
 transpose or broadcast reads a buffer directly (it is index arithmetic), except that a
-reshape may relabel a kernel's result; one_hot and dropout stand alone.  A node also
+reshape may relabel a kernel's result; an op with Triton code of its own (one_hot,
+dropout) stands alone.  Which op is which comes from its registry entry (``kind``,
+``view``, ``triton``, ``result``), never from its name.  A node also
 becomes a boundary, stored in a buffer, when it is a graph output, when several nodes
 use it, or when its kernel has reached ``MAX_NODES``.  Leaves (inputs, parameters) are
 buffers; constants are inlined.
@@ -32,6 +34,8 @@ boundary is there.
 from dataclasses import dataclass, field
 
 from compiler.graph import contains, users_of
+from compiler.ops.leaf import is_const
+from compiler.ops.reduce import is_column_sum
 from compiler.ops.registry import OPS
 
 MAX_NODES = 24
@@ -77,42 +81,38 @@ def _boundary_reason(node, users, outputs):
     return None
 
 
-HEAVY = ("matmul", "reduce")
-ALONE = ("one_hot", "dropout")
+HEAVY = ("contraction", "reduce")
 
 
 def _join_rule(n, user, user_is_root, heavy, members):
     """``None`` when ``n`` may join the kernel of ``user``, else the rule that forbids it."""
-    nk, uk = OPS[n.op].kind, OPS[user.op].kind
-    if n.op in ALONE or user.op in ALONE:
-        return f"{n.op if n.op in ALONE else user.op} stands alone"
+    nd, ud = OPS[n.op], OPS[user.op]
+    nk, uk = nd.kind, ud.kind
+    if nd.triton is not None or ud.triton is not None:
+        return f"{n.op if nd.triton is not None else user.op} stands alone"
     if nk == "loss" or uk == "loss":
         return "a loss kernel reads and writes buffers"
     if nk in HEAVY and heavy is not None:
         return f"one {heavy.op} per kernel already"
     if nk in HEAVY and any(m.shape != n.shape for m in members
-                           if not (m.op == "reshape" and OPS[m.inputs[0].op].kind in HEAVY + ("elementwise",)
-                                   and m is members[0])):
+                           if not (OPS[m.op].view == "relabel" and m is members[0]
+                                   and OPS[m.inputs[0].op].kind in HEAVY + ("elementwise",))):
         return f"the {n.op}'s consumers have a larger shape than its result"
     if uk == "shape":
-        if user.op == "reshape" and user_is_root and nk != "shape":
+        if ud.view == "relabel" and user_is_root and nk != "shape":
             return None  # relabelling the kernel's result costs nothing
         return f"{user.op} reads a buffer"
-    if uk == "matmul":
-        return None if n.op == "transpose" else "matmul operands are buffers"
-    if uk == "reduce" and nk == "matmul":
+    if uk == "contraction":
+        return None if nd.view == "permute" else "matmul operands are buffers"
+    if uk == "reduce" and nk == "contraction":
         return "matmul result is reduced in its own kernel"
     return None
-
-
-SHORT = {"softmax_cross_entropy": "cross_entropy", "softmax_cross_entropy_grad": "grad",
-         "softmax_cross_entropy_accuracy": "accuracy"}
 
 
 def kernel_name(index, members):
     ops = []
     for m in members:
-        op = SHORT.get(m.op, m.op)
+        op = OPS[m.op].label or m.op
         if op not in ops:
             ops.append(op)
     return f"k{index}_" + "_".join(ops[:4])
@@ -165,7 +165,7 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
         inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
         for m in k.members:
             for inp in m.inputs:
-                if inp not in inside and inp.op != "const":
+                if inp not in inside and not is_const(inp):
                     reads[inp] = None
         k.inputs = list(reads)
         k.name = kernel_name(i, k.members)
@@ -179,19 +179,18 @@ def _loss_sibling(a, b, position):
             and all(x is y for x, y in zip(b.root.inputs, a.root.inputs))
             and all(len(g) == 1 and g[0].op != b.root.op for g in a.groups)):
         return None
-    if b.root.op == "softmax_cross_entropy_accuracy":
+    if OPS[b.root.op].result == "accuracy":
         return "the accuracy reads the same logits"
     g = b.root.inputs[2]
-    if g.op == "const" or OPS[g.op].kind == "leaf" or position.get(g, len(position)) < a.index:
+    if OPS[g.op].kind == "leaf" or position.get(g, len(position)) < a.index:
         return "the loss's gradient reads the same logits"
     return None
 
 
 def _bias_sibling(m, r):
     """Why kernel ``r`` (column sums of a buffer) may join matmul kernel ``m``, or None."""
-    s = r.members[0]
-    if not (len(r.members) <= 2 and s.op == "sum" and s.attr("axes") == (0,)
-            and s.inputs[0].ndim == 2 and all(x.op == "reshape" for x in r.members[1:])):
+    if not (len(r.members) <= 2 and is_column_sum(r.members[0])
+            and all(OPS[x.op].view == "relabel" for x in r.members[1:])):
         return None
     return "the column sums of the matmul's operand are added while it is loaded"
 
@@ -204,9 +203,9 @@ def merge_siblings(kernels):
             position[out] = k.index
     candidates = {}  # the buffer a sibling reads -> the kernel it may join
     for k in kernels:
-        if k.root.op == "softmax_cross_entropy":
+        if OPS[k.root.op].result == "loss":
             candidates[k.root.inputs] = k
-        mm = next((x for x in k.members if x.op == "matmul"), None)
+        mm = next((x for x in k.members if OPS[x.op].kind == "contraction"), None)
         if mm is not None and not contains(k.members, mm.inputs[1]):
             candidates.setdefault(mm.inputs[1], k)
     users = {}
@@ -216,7 +215,7 @@ def merge_siblings(kernels):
                 users.setdefault(i, set()).add(k)
     absorbed = set()
     for b in kernels:
-        if b.root.op in ("softmax_cross_entropy_grad", "softmax_cross_entropy_accuracy"):
+        if OPS[b.root.op].result in ("grad", "accuracy"):
             a = candidates.get(b.root.inputs[:2])
             reason = a and _loss_sibling(a, b, position)
         else:

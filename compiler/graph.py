@@ -19,6 +19,7 @@ import weakref
 
 import sympy
 
+from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
 from compiler.shapes import as_shape, fmt
 from runtime.errors import GradcError
@@ -302,12 +303,8 @@ class Graph:
         for n in self.nodes:
             args = ", ".join(f"%{index[i]}" for i in n.inputs)
             extra = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in n.attrs if k not in ("name", "dtype"))
-            if n.op in ("input", "param", "tangent"):
-                text = f"%{index[n]} = {n.op} {n.name} : {fmt(n.shape)} {n.attr('dtype', n.dtype)}"
-                if n.op == "param":
-                    text = f"%{index[n]} = param {n.name} : {fmt(n.shape)} init={n.attr('init')}"
-            elif n.op == "const":
-                text = f"%{index[n]} = const {_fmt_attr(n.attr('value'))} : {fmt(n.shape)}"
+            if OPS[n.op].text is not None:  # a leaf
+                text = f"%{index[n]} = {OPS[n.op].text(n)}"
             else:
                 inner = ", ".join(x for x in (args, extra) if x)
                 text = f"%{index[n]} = {n.op}({inner}) : {fmt(n.shape)}"
@@ -315,7 +312,7 @@ class Graph:
                     text += f" {n.dtype}"
             if n in out_names:
                 text += "  -> " + ", ".join(out_names[n])
-            if locations and n.where and n.op != "const":  # constants are shared, not located
+            if locations and n.where and not is_const(n):  # constants are shared, not located
                 text = f"{text:<56}  # {_short(n.where)}"
             lines.append(text)
         return "\n".join(lines)

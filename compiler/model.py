@@ -10,6 +10,7 @@
 from compiler.graph import Graph, Node, toposort, user_location
 from compiler.naming import name_placeholders
 from compiler.ops import api as F
+from compiler.ops.leaf import is_input, is_param
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -27,7 +28,7 @@ class Model:
         self.name = name
         self.inputs = list(inputs)
         for x in self.inputs:
-            if not isinstance(x, Node) or x.op != "input":
+            if not isinstance(x, Node) or not is_input(x):
                 raise GradcError(f"Model inputs must be Input nodes, got {x!r}", where=where)
         names = [x.name for x in self.inputs]
         for n in names:
@@ -57,10 +58,10 @@ class Model:
                                  f"got shape {fmt(m.shape)}", where=m.where or where)
         nodes = toposort([self.loss, *self.outputs.values(), *self.metrics.values()])
         for n in nodes:
-            if n.op == "input" and all(n is not x for x in self.inputs):
+            if is_input(n) and all(n is not x for x in self.inputs):
                 raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
                                  where=n.where or where)
-        self.params = [n for n in nodes if n.op == "param"]
+        self.params = [n for n in nodes if is_param(n)]
         seen = {}
         for p in self.params:
             if p.name in seen:

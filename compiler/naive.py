@@ -14,7 +14,6 @@ One ``sympy.diff`` can run for minutes and cannot be interrupted from inside, so
 ``call_with_timeout`` runs the baseline in a child process that is killed when its
 seconds are up.
 """
-import functools
 import math
 import multiprocessing
 import signal
@@ -26,8 +25,9 @@ import sympy
 
 from compiler.graph import toposort
 from compiler.ops import scalar as S
-from compiler.ops.registry import OPS
 from compiler.ops.counting import tree_flops
+from compiler.ops.leaf import is_const, is_input, is_param
+from compiler.ops.registry import OPS
 from runtime.errors import GradcError
 
 
@@ -39,18 +39,6 @@ class BudgetExceeded(Exception):
 def _elements(op, arrays, attrs):
     fn = np.frompyfunc(lambda *a: OPS[op].scalar(*a, **attrs), len(arrays), 1)
     return np.asarray(fn(*arrays), dtype=object)
-
-
-def _reduce(x, axes, keepdims, combine):
-    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
-    lead = moved.shape[:x.ndim - len(axes)]
-    flat = moved.reshape(lead + (-1,))
-    out = np.empty(lead, dtype=object)
-    for idx in np.ndindex(*lead):
-        out[idx] = combine(list(flat[idx]))
-    if keepdims:
-        out = out.reshape(tuple(1 if i in axes else d for i, d in enumerate(x.shape)))
-    return out
 
 
 def scalarize(model, sizes):
@@ -67,7 +55,7 @@ def scalarize(model, sizes):
 
     for n in toposort([model.loss]):
         shape = concrete(n.shape)
-        if n.op in ("input", "param"):
+        if is_input(n) or is_param(n):
             if n.dtype == "int":
                 values[n] = np.zeros(shape, dtype=int)
                 continue
@@ -75,7 +63,7 @@ def scalarize(model, sizes):
             for idx in np.ndindex(*shape):
                 sym = sympy.Symbol(n.name + "".join(f"_{i}" for i in idx), real=True)
                 grid[idx] = sym
-                if n.op == "param":
+                if is_param(n):
                     symbols.append(sym)
             values[n] = grid
         else:
@@ -84,32 +72,16 @@ def scalarize(model, sizes):
 
 
 def _values(n, values, subs, concrete):
-    """The object array of scalar expressions of node ``n`` (its inputs in ``values``)."""
+    """The object array of scalar expressions of node ``n`` (its inputs in ``values``): an
+    elementwise op's body, a structural op's ``scalarize``, a fused primitive's definition."""
     attrs = dict(n.attrs)
     ins = [values[i] for i in n.inputs]
-    if n.op == "const":
+    if is_const(n):
         return np.asarray(sympy.sympify(attrs["value"]).subs(subs), dtype=object)
     if OPS[n.op].kind == "elementwise":
         return _elements(n.op, ins, attrs)
-    if n.op == "matmul":
-        return np.dot(ins[0], ins[1])
-    if n.op == "transpose":
-        return np.transpose(ins[0], attrs["perm"])
-    if n.op in ("reshape", "broadcast_to"):
-        fn = np.reshape if n.op == "reshape" else np.broadcast_to
-        return fn(ins[0], concrete(attrs["shape"]))
-    if n.op == "sum":
-        return _reduce(ins[0], attrs["axes"], attrs["keepdims"], lambda xs: sympy.Add(*xs))
-    if n.op == "max":
-        return _reduce(ins[0], attrs["axes"], attrs["keepdims"],
-                       lambda xs: functools.reduce(S.Maximum, xs))
-    if n.op == "logsumexp":
-        return _reduce(ins[0], attrs["axes"], attrs["keepdims"],
-                       lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs])))
-    if n.op == "one_hot":
-        return (ins[0][..., None] == np.arange(attrs["n"])).astype(int).astype(object)
-    if n.op == "dropout":
-        return ins[0]  # evaluation mode
+    if OPS[n.op].scalarize is not None:
+        return OPS[n.op].scalarize(n, ins, concrete(n.shape))
     if OPS[n.op].definition is not None:  # a fused primitive: scalarize its definition
         definition = OPS[n.op].definition(n)
         local = {i: values[i] for i in n.inputs}

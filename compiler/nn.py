@@ -14,34 +14,37 @@ built twice has the same names and the same initial values.
 >>> [p.name for p in net.params()]
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
 """
-from compiler.graph import make, user_location
+from compiler.graph import user_location
 from compiler.naming import Unnamed
 from compiler.ops import api as F
+from compiler.ops.registry import OPS
 from runtime.errors import GradcError
 
-ACTIVATIONS = {
-    None: None,
-    "identity": None,
-    "linear": None,
-    "relu": F.relu,
-    "tanh": F.tanh,
-    "sigmoid": F.sigmoid,
-    "softplus": F.softplus,
-    "exp": F.exp,
-    "sin": F.sin,
-    "cos": F.cos,
-    "abs": F.abs,
-}
+IDENTITY = ("identity", "linear")
+
+
+def activations():
+    """The names ``act=`` takes: ``identity``, ``linear`` and every elementwise op of one
+    tensor (``relu``, ``tanh``, a user's ``F.elementwise`` op, ...)."""
+    return list(IDENTITY) + [name for name, op in OPS.items()
+                             if op.kind == "elementwise" and op.arity == 1]
+
+
+def activation(act):
+    """The function ``act`` names, or ``None`` for the identity; ``act`` may be a function."""
+    if act is None or callable(act):
+        return act
+    if not isinstance(act, str) or act not in activations():
+        known = ", ".join(repr(a) for a in activations())
+        raise GradcError(f"unknown activation {act!r}; use one of {known}", where=user_location())
+    return None if act in IDENTITY else getattr(F, act)
 
 
 class Dense:
     """``act(x @ W + b)`` with ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``."""
 
     def __init__(self, n_in, n_out, act=None, init="xavier", bias=True, name=None):
-        if act not in ACTIVATIONS and not callable(act):
-            known = ", ".join(repr(a) for a in ACTIVATIONS if a)
-            raise GradcError(f"unknown activation {act!r}; use one of {known}",
-                             where=user_location())
+        activation(act)  # a one-line error now for an unknown name
         for n in (n_in, n_out):
             if not isinstance(n, int) or n < 1:
                 raise GradcError(f"Dense needs positive integer sizes, got {n_in} => {n_out}",
@@ -63,8 +66,7 @@ class Dense:
         if self.name is not None:
             return [F.Param(f"{self.name}.{field}", shape, init=init)
                     for field, shape, init in specs]
-        return [make("param", name=f"dense.{field}", field=field, layer=self._unnamed,
-                     shape=shape, init=init) for field, shape, init in specs]
+        return [F.layer_param(self._unnamed, field, shape, init) for field, shape, init in specs]
 
     def __call__(self, x):
         params = self.params()
@@ -75,7 +77,7 @@ class Dense:
         z = F.matmul(x, params[0])
         if self.bias:
             z = z + params[1]
-        act = ACTIVATIONS[self.act] if not callable(self.act) else self.act
+        act = activation(self.act)
         return act(z) if act is not None else z
 
     def __repr__(self):

@@ -12,6 +12,7 @@ to do explicitly:
 from compiler.graph import Graph, located, make
 from compiler.shapes import broadcast_shapes
 from compiler.symbolic import constant
+from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
 
 
@@ -22,7 +23,7 @@ def simplify(graph):
         inputs = [new[i] for i in n.inputs]
         opdef = OPS[n.op]
         if opdef.kind == "elementwise" and inputs and n.dtype == "float" \
-                and all(i.op == "const" for i in inputs):
+                and all(is_const(i) for i in inputs):
             value = opdef.scalar(*[i.attr("value") for i in inputs], **dict(n.attrs))
             with located(n.where):
                 new[n] = constant(value)
@@ -40,7 +41,7 @@ def simplify(graph):
 def _implicit_broadcasts(inputs, shape):
     out = list(inputs)
     for j, x in enumerate(inputs):
-        if x.op == "broadcast_to":
+        if OPS[x.op].view == "broadcast":
             trial = out[:j] + [x.inputs[0]] + out[j + 1:]
             if broadcast_shapes(*(t.shape for t in trial)) == shape:
                 out = trial

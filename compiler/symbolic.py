@@ -19,6 +19,7 @@ from compiler.ops import api as F
 from compiler.ops import scalar as S
 from compiler.graph import make
 from compiler.ops.counting import split_mul
+from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS, functions
 
 Y = sympy.Symbol("y", real=True)
@@ -61,7 +62,7 @@ def _is_const_input(node):
     NaN and infinite constants stay symbols: sympy folds ``x*nan`` to ``nan`` and would
     drop the derivative (PyTorch's d(x*nan)/dx is NaN, not 0).
     """
-    value = node.attr("value") if node.op == "const" else None
+    value = node.attr("value") if is_const(node) else None
     return value is not None and not (value.is_number and not value.is_finite)
 
 

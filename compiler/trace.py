@@ -17,12 +17,11 @@ import sympy
 
 from compiler.codegen.printer import NumpyPrinter
 from compiler.graph import toposort
+from compiler.ops.leaf import is_const, is_input, is_param
 from compiler.ops.registry import OPS
 from compiler.symbolic import ARGS, partials
 from runtime import npkernels
 from runtime.errors import GradcError
-
-LEAVES = ("input", "param", "const")
 
 
 @dataclass
@@ -64,9 +63,9 @@ def _check_model(nodes, at):
         if n.shape != ():
             raise GradcError(f"trace needs a model of scalars; {_describe(n)} has shape "
                              f"({', '.join(map(str, n.shape))})", where=n.where)
-        if n.op not in LEAVES and OPS[n.op].kind != "elementwise":
+        if OPS[n.op].kind not in ("leaf", "elementwise"):
             raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.where)
-    leaves = [n for n in nodes if n.op in ("input", "param")]
+    leaves = [n for n in nodes if is_input(n) or is_param(n)]
     missing = [n.name for n in leaves if n.name not in at]
     if missing:
         example = ",".join(f"{name}=V" for name in missing)
@@ -91,7 +90,7 @@ def trace(model, at):
         names[leaf] = f"v_{i + 1 - len(order)}"
         values[leaf] = np.float64(at[leaf.name])
         primal.append((names[leaf], leaf.name, float(values[leaf])))
-    consts = {n: sympy.sympify(n.attr("value")) for n in nodes if n.op == "const"}
+    consts = {n: sympy.sympify(n.attr("value")) for n in nodes if is_const(n)}
     count = 0
     for n in nodes:
         if n in names or n in consts:
@@ -107,16 +106,16 @@ def trace(model, at):
     adjoint_values = {model.loss: np.float64(1)}
     adjoint = [(f"bar {names[model.loss]}", "bar y", 1.0)]
     for n in reversed(nodes):
-        if n not in adjoint_values or n.op in LEAVES:
+        if n not in adjoint_values or OPS[n.op].kind == "leaf":
             continue
-        const_inputs = tuple((i, x.attr("value")) for i, x in enumerate(n.inputs) if x.op == "const")
+        const_inputs = tuple((i, x.attr("value")) for i, x in enumerate(n.inputs) if is_const(x))
         syms, y, ds = partials(n.op, len(n.inputs), n.attrs, const_inputs)
         env = {s: sympy.Symbol(names[x]) for s, x in zip(syms, n.inputs) if x in names}
         env[y] = sympy.Symbol(names[n])
         numeric = {s: values[x] for s, x in zip(syms, n.inputs) if x in values}
         numeric[y] = values[n]
         for x, d in zip(n.inputs, ds):
-            if d is None or x.op == "const":
+            if d is None or is_const(x):
                 continue
             contribution = adjoint_values[n] * evaluate(d, numeric)
             target = f"bar {names[x]}"

@@ -13,16 +13,16 @@ import sympy
 from compiler import cost
 from compiler.codegen.printer import print_numpy
 from compiler.codegen.templates import render
-from compiler.graph import contains
+from compiler.graph import contains, make
 from compiler.config import VERSION
-from compiler.ops.loss import RESULTS
-from compiler.ops.registry import OPS, paren
+from compiler.ops.leaf import is_const, is_tangent
+from compiler.ops.reduce import is_column_sum
+from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
 from compiler.shapes import broadcast_shapes, fmt, free_symbols
 from runtime.errors import GradcError
 
-LEAF_SOURCES = {"input": "batch", "param": "params", "tangent": "tangents"}
 RESERVED = {"numpy", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS", "METRICS", "KERNELS", "params",
             "batch", "grads", "state", "name", "rng", "tangents", "_rt"}
 
@@ -70,7 +70,7 @@ class NumpyModule:
         for prm in model.params:
             self.names.add(prm, prm.name.replace(".", "_"))
         for leaf in graph.nodes:
-            if leaf.op == "tangent":
+            if is_tangent(leaf):
                 self.names.add(leaf, "d_" + leaf.name.replace(".", "_"))
         self.owner = {}
         for k in kernels:
@@ -95,7 +95,7 @@ class NumpyModule:
         """The sympy expression standing for ``node`` inside a kernel."""
         if node in exprs:
             return exprs[node]
-        if node.op == "const":
+        if is_const(node):
             return node.attr("value")
         return sympy.Symbol(self.names.of[node])
 
@@ -137,13 +137,13 @@ class NumpyModule:
     def fused_loss_call(self, k, exprs, shapes, symbols_used):
         """The merged loss kernel: one helper call returning its results in order."""
         z, labels = k.root.inputs
-        grad = next((m for m in k.members if RESULTS[m.op] == "grad"), None)
+        grad = next((m for m in k.members if OPS[m.op].result == "grad"), None)
         g = grad.inputs[2] if grad is not None else None
         args = [self.array_code(self.ref(i, exprs), shapes, i.shape, symbols_used)
                 for i in (z, labels) + ((g,) if g is not None else ())]
         if g is None:
             args.append("None")
-        wanted = tuple(RESULTS[m.op] for m in k.members)
+        wanted = tuple(OPS[m.op].result for m in k.members)
         return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r})"
 
     def header(self, k):
@@ -166,15 +166,15 @@ class NumpyModule:
     def group_result(self, k, members, j, exprs, statements, shapes, symbols_used):
         """Code for the result of one group of ``k`` (temporaries go to ``statements``)."""
         root, out = members[-1], out_name(j)
-        if j > 0 and members[0].op == "sum" and len(root.shape) == 1:  # a merged bias gradient
+        if j > 0 and is_column_sum(members[0]) and len(root.shape) == 1:  # a merged bias gradient
             source = self.names.of[members[0].inputs[0]]
             return f"_rt.column_sums({source}{f', out={out}' if root in self.grad_of else ''})"
-        temp = len(statements)
+        temp, arg_codes = len(statements), {}
         for m in members:
             opdef = OPS[m.op]
             args = [self.ref(i, exprs) for i in m.inputs]
             for i in m.inputs:
-                if i.op == "const":
+                if is_const(i):
                     symbols_used.update(s.name for s in i.attr("value").free_symbols)
             for _, v in m.attrs:
                 if isinstance(v, tuple):
@@ -182,14 +182,12 @@ class NumpyModule:
             if opdef.kind == "elementwise":
                 exprs[m] = opdef.scalar(*args, **dict(m.attrs))
                 continue
-            arg_code = [self.array_code(a, shapes, i.shape, symbols_used)
-                        for a, i in zip(args, m.inputs)]
-            code = opdef.numpy(arg_code, dict(m.attrs))
-            if _outer_product(m):  # (M, 1) @ (1, N): a broadcast product beats a BLAS call
-                code = f"{paren(arg_code[0])} * {paren(arg_code[1])}"
+            arg_codes[m] = [self.array_code(a, shapes, i.shape, symbols_used)
+                            for a, i in zip(args, m.inputs)]
+            code = opdef.numpy(m, arg_codes[m])
             if m is root:
                 if root in self.grad_of:
-                    return self.into_out(members, m, arg_code, statements, code, out)
+                    return self.into_out(members, m, arg_codes, statements, code, out)
                 return code
             tname = f"u{temp}"
             temp += 1
@@ -210,21 +208,22 @@ class NumpyModule:
         return result
 
     @staticmethod
-    def into_out(members, root, arg_code, statements, result, out="out"):
-        """The root statement writing into ``out`` (None: a new array) without a copy."""
-        if root.op == "matmul":
-            fn = "multiply" if _outer_product(root) else "matmul"
-            return f"numpy.{fn}({arg_code[0]}, {arg_code[1]}, out={out})"
-        if root.op in ("sum", "max") and not root.attr("keepdims"):
-            return f"{paren(arg_code[0])}.{root.op}(axis={root.attr('axes')}, out={out})"
+    def into_out(members, root, arg_codes, statements, result, out="out"):
+        """The root statement writing into ``out`` (None: a new array) without a copy:
+        the op's ``numpy_out``; for a reshape dropping the kept axes of a reduction just
+        computed (its statement the last one), that reduction without them."""
+        opdef = OPS[root.op]
+        code = opdef.numpy_out(root, arg_codes[root], out) if opdef.numpy_out else None
+        if code is not None:
+            return code
         inner = root.inputs[0]
-        if (root.op == "reshape" and contains(members, inner) and inner.op == "sum"
-                and inner.attr("keepdims") and statements
-                and statements[-1].endswith(", keepdims=True)")
-                and root.shape == tuple(d for i, d in enumerate(inner.inputs[0].shape)
-                                        if i not in inner.attr("axes"))):
-            source = statements.pop()  # "uN = X.sum(axis=..., keepdims=True)"
-            return source.split(" = ", 1)[1].replace(", keepdims=True)", f", out={out})")
+        if (opdef.view == "relabel" and contains(members, inner) and OPS[inner.op].kind == "reduce"
+                and OPS[inner.op].numpy_out is not None and inner.attr("keepdims")):
+            dropped = make(inner.op, inner.inputs, **dict(inner.attrs, keepdims=False))
+            code = OPS[inner.op].numpy_out(dropped, arg_codes[inner], out)
+            if code is not None and dropped.shape == root.shape:
+                statements.pop()  # "uN = X.sum(axis=..., keepdims=True)"
+                return code
         return f"_rt.into({out}, {result})"
 
     # -- entry points --------------------------------------------------------
@@ -243,7 +242,7 @@ class NumpyModule:
         return ", ".join(self.names.of[r] for r in k.outputs)
 
     def value_of(self, node):
-        if node.op == "const":
+        if is_const(node):
             return f"numpy.asarray({print_numpy(node.attr('value'))}, dtype=DTYPE)"
         return self.names.of[node]
 
@@ -252,16 +251,16 @@ class NumpyModule:
         used_leaves, used_syms = {}, set()  # a dict: ordered, and nodes compare by identity
         for k in kernels:
             for i in k.inputs:
-                if i.op in LEAF_SOURCES:
+                if OPS[i.op].feed:
                     used_leaves[i] = None
             used_syms.update(a for a in self.kernel_args[k] if ("sym", a) in self.names.of)
         for n in outputs.values():
-            if n.op in LEAF_SOURCES:
+            if OPS[n.op].feed:
                 used_leaves[n] = None
         self.entry_inputs[name] = tuple(x.name for x in self.model.inputs if x in used_leaves)
         prologue = []
         for leaf in used_leaves:
-            prologue.append(f"{self.names.of[leaf]} = {LEAF_SOURCES[leaf.op]}[{leaf.name!r}]")
+            prologue.append(f"{self.names.of[leaf]} = {OPS[leaf.op].feed}[{leaf.name!r}]")
         for s in sorted(used_syms):
             input_name, axis = self.symbols[s]
             holder = next(x for x in self.model.inputs if x.name == input_name)
@@ -402,10 +401,6 @@ def _in_place(target, expr, arrays):
             return f"{target} -= {print_numpy(-rest, arrays)}"
         return f"{target} += {print_numpy(rest, arrays)}"
     return f"{target}[...] = {print_numpy(expr, arrays)}"
-
-
-def _outer_product(node):
-    return node.op == "matmul" and node.inputs[0].shape[1] == 1
 
 
 def out_name(j):

@@ -17,12 +17,10 @@ from compiler.codegen.templates import render
 from compiler.graph import contains
 from compiler.codegen.triton_printer import print_triton
 from compiler.config import VERSION
-from compiler.ops.loss import RESULTS
+from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.shapes import fmt, free_symbols
-
-INF = 'float("inf")'
 
 
 def _hoist_hyper(rule):
@@ -63,25 +61,27 @@ class TritonModule(NumpyModule):
         self._operand_nodes = {}
 
     # -- operands: buffers read through strided views ---------------------------------
-    def _operand(self, node, members, operands, shapes_used):
+    def _operand(self, node, members, operands, shapes_used, suffix=""):
         """The symbol standing for ``node`` when it is read from memory (a buffer, or a
-        reshape/transpose/broadcast of one), registering it in ``operands``."""
+        view of one: see ``OpDef.view``), registering it in ``operands``; ``suffix``
+        extends the host's view of it (``.unsqueeze(-1)``)."""
         for o in operands:
             if o["node"] is node:
                 return o["symbol"]
-        if contains(members, node) and node.inputs[0].op == "const":
+        if contains(members, node) and is_const(node.inputs[0]):
             return node.inputs[0].attr("value")  # a reshaped or broadcast constant
-        if contains(members, node):  # a shape op over a buffer: a strided view of that buffer
-            base = self.names.of[node.inputs[0]]
-            if node.op == "transpose":
+        if contains(members, node):  # a view op over a buffer: a strided view of that buffer
+            base, kind = self.names.of[node.inputs[0]], OPS[node.op].view
+            if kind == "permute":
                 view = f"{base}.permute{tuple(node.attr('perm'))}"
-            elif node.op == "reshape":
+            elif kind == "relabel":
                 view = f"{base}.reshape({shape_code(node.attr('shape'))})"
                 shapes_used.update(free_symbols(node.attr("shape")))
-            else:  # broadcast_to: expanding to the iteration space does it
+            else:  # broadcast: expanding to the iteration space does it
                 view = base
         else:
             view = self.names.of[node]
+        view += suffix
         name = f"{operands.prefix}{len(operands)}"
         self._operand_nodes[name] = node
         other = "0" if node.dtype == "int" else "0.0"
@@ -100,11 +100,11 @@ class TritonModule(NumpyModule):
                 continue
             args = []
             for i in m.inputs:
-                if contains(members, i) and OPS[i.op].kind == "shape" and i.inputs[0].op == "const":
+                if contains(members, i) and OPS[i.op].kind == "shape" and is_const(i.inputs[0]):
                     i = i.inputs[0]  # a reshaped or broadcast constant is still that constant
                 if i in exprs:
                     args.append(exprs[i])
-                elif i.op == "const":
+                elif is_const(i):
                     args.append(i.attr("value"))
                     shapes_used.update(s.name for s in i.attr("value").free_symbols)
                 else:
@@ -115,22 +115,21 @@ class TritonModule(NumpyModule):
     def _value(self, node, exprs, members, operands, shapes_used):
         if node in exprs:
             return exprs[node]
-        if node.op == "const":
+        if is_const(node):
             return node.attr("value")
         return self._operand(node, members, operands, shapes_used)
 
     # -- kernels -----------------------------------------------------------------------
     def kernel_source(self, k):
-        if k.root.op.startswith("softmax_cross_entropy"):
+        if OPS[k.root.op].kind == "loss":
             return self._cross_entropy(k)
         root = k.root
-        relabel = root.op == "reshape" and contains(k.members, root.inputs[0])
-        top = root.inputs[0] if relabel else root
-        heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("matmul", "reduce")), None)
+        top = self._top(k)
+        heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("contraction", "reduce")), None)
         shapes_used = set(free_symbols(root.shape)) | set(free_symbols(top.shape))
         context = dict(self.header(k), out_shape=shape_code(root.shape))
         extra_host, random = [], False
-        if heavy is not None and heavy.op == "matmul":
+        if heavy is not None and OPS[heavy.op].kind == "contraction":
             template, ctx = self._matmul(k, heavy, top, shapes_used)
         elif heavy is not None:
             template, ctx = self._reduction(k, heavy, top, shapes_used)
@@ -148,6 +147,13 @@ class TritonModule(NumpyModule):
         return render(template, args=args + self.out_args(k), scalars=scalars,
                       float_type=self.float_type, **context, **ctx)
 
+    @staticmethod
+    def _top(k):
+        """The node the kernel computes: its root, or what a root reshape relabels."""
+        root = k.root
+        relabel = OPS[root.op].view == "relabel" and contains(k.members, root.inputs[0])
+        return root.inputs[0] if relabel else root
+
     @property
     def float_type(self):
         return "tl.float64" if self.dtype == "float64" else "tl.float32"
@@ -157,13 +163,13 @@ class TritonModule(NumpyModule):
 
     def _cross_entropy(self, k):
         """The row-wise softmax cross-entropy: loss, gradient, or both from one read of the logits."""
-        results = {RESULTS[r.op]: out_name(j) for j, r in enumerate(k.outputs)}
+        results = {OPS[r.op].result: out_name(j) for j, r in enumerate(k.outputs)}
         z, labels = k.root.inputs[:2]
         g_ptr, g_value = None, None
-        grad = next((m for m in k.members if RESULTS[m.op] == "grad"), None)
+        grad = next((m for m in k.members if OPS[m.op].result == "grad"), None)
         if grad is not None:
             g = grad.inputs[2]
-            if g.op == "const":
+            if is_const(g):
                 g_value = print_triton(g.attr("value"), self.dtype)
             else:
                 g_ptr, g_value = self.names.of[g], "tl.load(g_ptr)"
@@ -184,8 +190,7 @@ class TritonModule(NumpyModule):
         types = {}
         for name, node in self._operand_nodes.items():
             types[f"{name}_ptr"] = {"int": "*i64", "bool": "*i1"}.get(node.dtype, float_ptr)
-        relabel = k.root.op == "reshape" and contains(k.members, k.root.inputs[0])
-        root = k.root.inputs[0] if relabel else k.root
+        root = self._top(k)
         types["out_ptr"] = {"int": "*i64", "bool": "*i1"}.get(root.dtype, float_ptr)
         if template == "triton/matmul.py.jinja":
             types["a_ptr"] = types["b_ptr"] = float_ptr
@@ -194,25 +199,19 @@ class TritonModule(NumpyModule):
 
     def _elementwise(self, k, top, shapes_used, host):
         operands = Operands()
-        random = top.op == "dropout"
+        random = OPS[top.op].kind == "random"
         dims = list(range(len(top.shape)))
         extra_args, extra_values, body = [], [], []
-        if top.op == "one_hot":
-            labels = top.inputs[0]
-            operands.append({"node": labels, "symbol": sympy.Symbol("v0"), "name": "v0",
-                             "view": f"{self.names.of[labels]}.unsqueeze(-1)", "other": "0"})
-            self._operand_nodes["v0"] = labels
-            body.append(f"result = tl.where(v0 == i{dims[-1]}, 1.0, 0.0)")
-        elif random:
-            x = self._operand(top.inputs[0], k.members, operands, shapes_used)
-            rate = top.attr("rate")
-            host += ["if rng is None:", "    return _rt.into(out, " + operands[0]["name"] + ")",
-                     f"key = _rt.dropout_key(rng[0], rng[1], {top.attr('salt')})",
-                     f"threshold = _rt.threshold({rate!r})"]
-            extra_args, extra_values = ["key", "threshold"], ["key", "threshold"]
-            body += ["h = _mix32(offs.to(tl.int64) ^ key)",
-                     "keep = tl.where(h >= threshold, 1.0, 0.0)",
-                     f"result = {x} * keep / {1.0 - rate!r}"]
+        own = OPS[top.op].triton
+        if own is not None:  # an op with Triton code of its own (a kernel to itself)
+
+            def read(node, suffix=""):
+                return str(self._operand(node, k.members, operands, shapes_used, suffix))
+
+            code = own(top, read, f"i{dims[-1]}" if dims else None)
+            host += code.get("host", [])
+            extra_args = extra_values = code.get("extra", [])
+            body += code["body"]
         else:
             exprs = self._exprs(k.members, set(), operands, shapes_used)
             value = self._value(top, exprs, k.members, operands, shapes_used)
@@ -271,17 +270,7 @@ class TritonModule(NumpyModule):
                 index[d] = f"o{d if keep else pos}"
                 pos += 1
         acc = self.float_type
-        if red.op == "sum":
-            passes = [{"init": "0.0", "combine": "acc + tl.where(rmask, v, 0.0)",
-                       "result": "total = tl.sum(acc, 0)"}]
-        elif red.op == "max":
-            passes = [{"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
-                       "result": "total = tl.max(acc, 0)"}]
-        else:  # logsumexp: the maximum first, then the sum of exp(x - max)
-            passes = [{"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
-                       "result": f"m = tl.max(acc, 0)\n    m = tl.where(m == -{INF}, 0.0, m)"},
-                      {"init": "0.0", "combine": "acc + tl.where(rmask, tl.exp(v - m), 0.0)",
-                       "result": "total = tl.log(tl.sum(acc, 0)) + m"}]
+        passes = list(OPS[red.op].triton_passes)
         shapes_used.update(free_symbols(S))
         return "triton/reduction.py.jinja", dict(
             operands=operands, epilogue=epilogue_ops, dims=list(range(len(S))),
@@ -294,7 +283,7 @@ class TritonModule(NumpyModule):
 
     # -- the rest of the module ----------------------------------------------------------
     def value_of(self, node):
-        if node.op == "const":
+        if is_const(node):
             return f"_rt.constant({float(node.attr('value'))!r}, DTYPE)"
         return self.names.of[node]
 

@@ -75,6 +75,18 @@ def Param(name, shape, init="xavier"):
     return make("param", name=name, shape=shape, init=init)
 
 
+def layer_param(layer, field, shape, init):
+    """A parameter of a layer that has no name yet (``layer``, a ``naming.Unnamed``): the
+    ``Model`` names it ``<layer name>.<field>`` (``compiler.naming``)."""
+    return make("param", name=f"{layer.kind}.{field}", field=field, layer=layer, shape=shape,
+                init=init)
+
+
+def tangent(name, shape):
+    """A tangent leaf, fed by parameter ``name`` (forward mode, Hessian-vector products)."""
+    return make("tangent", name=name, shape=shape)
+
+
 def _as_number(x):
     """``x``, with a boolean node as 1.0/0.0: arithmetic promotes booleans (as PyTorch;
     numpy would add two masks as a logical or and refuse to negate one)."""

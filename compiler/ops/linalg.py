@@ -1,4 +1,6 @@
 """Matrix product and transpose, with hand-written vjp rules."""
+import numpy as np
+
 from compiler.ops import api as F
 from compiler.ops.registry import OpDef, paren, register
 from compiler.shapes import fmt
@@ -42,8 +44,23 @@ def _matmul_flops(node):
     return 2 * m * n * k
 
 
-register(OpDef("matmul", "matmul", shape=_matmul_shape, dtype=_float_only("matmul"),
-               vjp=_matmul_vjp, jvp=_matmul_jvp, numpy=lambda args, attrs: f"{paren(args[0])} @ {paren(args[1])}",
+def _outer(node):
+    """``(M, 1) @ (1, N)``: numpy's broadcast product beats a BLAS call."""
+    return node.inputs[0].shape[1] == 1
+
+
+def _matmul_numpy(node, args):
+    a, b = paren(args[0]), paren(args[1])
+    return f"{a} * {b}" if _outer(node) else f"{a} @ {b}"
+
+
+def _matmul_numpy_out(node, args, out):
+    return f"numpy.{'multiply' if _outer(node) else 'matmul'}({args[0]}, {args[1]}, out={out})"
+
+
+register(OpDef("matmul", "contraction", shape=_matmul_shape, dtype=_float_only("matmul"),
+               vjp=_matmul_vjp, jvp=_matmul_jvp, numpy=_matmul_numpy,
+               numpy_out=_matmul_numpy_out, scalarize=lambda node, args, shape: np.dot(*args),
                doc="(M, K) @ (K, N) -> (M, N)", flops=_matmul_flops))
 
 
@@ -61,8 +78,8 @@ def _transpose_vjp(node, g):
     return [F.transpose(g, inverse)]
 
 
-def _transpose_numpy(args, attrs):
-    perm = attrs["perm"]
+def _transpose_numpy(node, args):
+    perm = node.attr("perm")
     if perm == (1, 0):
         return f"{paren(args[0])}.T"
     return f"numpy.transpose({args[0]}, {perm})"
@@ -70,4 +87,6 @@ def _transpose_numpy(args, attrs):
 
 register(OpDef("transpose", "shape", shape=_transpose_shape, dtype=lambda i, a: i[0].dtype,
                vjp=_transpose_vjp, jvp=lambda node, t: F.transpose(t[0], node.attr("perm")),
-               numpy=_transpose_numpy, doc="permute axes (a view)", flops=0))
+               numpy=_transpose_numpy, view="permute",
+               scalarize=lambda node, args, shape: np.transpose(args[0], node.attr("perm")),
+               doc="permute axes (a view)", flops=0))

@@ -30,11 +30,6 @@ def _check(inputs, attrs):
     return "float"
 
 
-# What each op of the family computes, the name of its result in a fused kernel
-RESULTS = {"softmax_cross_entropy": "loss", "softmax_cross_entropy_grad": "grad",
-           "softmax_cross_entropy_accuracy": "accuracy"}
-
-
 def cross_entropy_node(z, k):
     return make("softmax_cross_entropy", (z, k))
 
@@ -109,9 +104,11 @@ def _grad_jvp(node, t):
 
 register(OpDef(
     "softmax_cross_entropy", "loss", shape=lambda i, a: (), dtype=_check,
-    vjp=_loss_vjp, jvp=_loss_jvp, definition=_loss_definition,
-    numpy=lambda args, attrs: f"_rt.softmax_cross_entropy({args[0]}, {args[1]})",
+    vjp=_loss_vjp, jvp=_loss_jvp, definition=_loss_definition, result="loss", label="cross_entropy",
+    numpy=lambda node, args: f"_rt.softmax_cross_entropy({args[0]}, {args[1]})",
     doc="mean over rows of logsumexp(z) - z[label]"))
+
+
 def _accuracy_definition(node):
     z, k = node.inputs
     picked = F.sum(F.one_hot(k, z.shape[1]) * z, axis=1)
@@ -120,11 +117,11 @@ def _accuracy_definition(node):
 
 register(OpDef(
     "softmax_cross_entropy_accuracy", "loss", shape=lambda i, a: (), dtype=_check,
-    definition=_accuracy_definition, differentiable=False,
-    numpy=lambda args, attrs: f"_rt.classification_accuracy({args[0]}, {args[1]})",
+    definition=_accuracy_definition, differentiable=False, result="accuracy", label="accuracy",
+    numpy=lambda node, args: f"_rt.classification_accuracy({args[0]}, {args[1]})",
     doc="fraction of rows whose largest logit is at the label (ties count as right)"))
 register(OpDef(
     "softmax_cross_entropy_grad", "loss", shape=lambda i, a: i[0].shape, dtype=_check,
-    vjp=_grad_vjp, jvp=_grad_jvp, definition=_grad_definition,
-    numpy=lambda args, attrs: f"_rt.softmax_cross_entropy_grad({args[0]}, {args[1]}, {args[2]})",
+    vjp=_grad_vjp, jvp=_grad_jvp, definition=_grad_definition, result="grad", label="grad",
+    numpy=lambda node, args: f"_rt.softmax_cross_entropy_grad({args[0]}, {args[1]}, {args[2]})",
     doc="(softmax(z) - onehot(label)) * g / N, the gradient of softmax_cross_entropy"))

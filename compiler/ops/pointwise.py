@@ -56,9 +56,9 @@ def _where_dtype(inputs, attrs):
 
 
 def _elementwise(name, scalar, dtype=None, doc="", differentiable=True, flops=None,
-                 function=None, function_flops=1, numpy_code=None, triton_code=None):
+                 function=None, function_flops=1, numpy_code=None, triton_code=None, arity=1):
     register(OpDef(name=name, kind="elementwise", shape=_broadcast,
-                   dtype=dtype or _float_dtype(name), scalar=scalar,
+                   dtype=dtype or _float_dtype(name), scalar=scalar, arity=arity,
                    differentiable=differentiable, doc=doc, flops=flops, function=function,
                    function_flops=function_flops, numpy_code=numpy_code,
                    triton_code=triton_code))
@@ -100,13 +100,13 @@ def _compare(symbol, numpy):
 
 # Arithmetic: one flop per element whatever the constants (0.5 / x is one division);
 # a power's body is counted (x**2: one multiply, x**0.5: one sqrt)
-_elementwise("add", lambda a, b: a + b, doc="a + b", flops=1)
-_elementwise("sub", lambda a, b: a - b, doc="a - b", flops=1)
-_elementwise("mul", lambda a, b: a * b, doc="a * b", flops=1)
-_elementwise("div", lambda a, b: a / b, doc="a / b", flops=1)
+_elementwise("add", lambda a, b: a + b, doc="a + b", flops=1, arity=2)
+_elementwise("sub", lambda a, b: a - b, doc="a - b", flops=1, arity=2)
+_elementwise("mul", lambda a, b: a * b, doc="a * b", flops=1, arity=2)
+_elementwise("div", lambda a, b: a / b, doc="a / b", flops=1, arity=2)
 _elementwise("neg", lambda a: -a, doc="-a", flops=1)
 _elementwise("pow", S.Power, doc="a ** b (derivatives at a == 0 as PyTorch)",
-             function=S.Power, numpy_code=_power, triton_code=_power)
+             function=S.Power, numpy_code=_power, triton_code=_power, arity=2)
 # Transcendentals (sqrt is the power 1/2)
 _elementwise("exp", sympy.exp, function=sympy.exp, numpy_code="numpy.exp({0})",
              triton_code="tl.exp({0})")
@@ -145,10 +145,10 @@ _elementwise("heaviside", lambda a, at0: sympy.Heaviside(a, at0),
              triton_code="tl.where({0} > 0, 1.0, tl.where({0} == 0, {1}, 0.0))")
 _elementwise("maximum", S.Maximum, doc="elementwise max; ties split the gradient",
              function=S.Maximum, numpy_code="numpy.maximum({0}, {1})",
-             triton_code="tl.maximum({0}, {1})")
+             triton_code="tl.maximum({0}, {1})", arity=2)
 _elementwise("minimum", S.Minimum, doc="elementwise min; ties split the gradient",
              function=S.Minimum, numpy_code="numpy.minimum({0}, {1})",
-             triton_code="tl.minimum({0}, {1})")
+             triton_code="tl.minimum({0}, {1})", arity=2)
 _elementwise("stop_gradient", S.StopGradient, doc="identity with zero derivative",
              differentiable=False, flops=0, function=S.StopGradient, function_flops=0,
              numpy_code="{0}", triton_code="{0}")
@@ -158,9 +158,9 @@ for _name, _fn in (("greater", S.Greater), ("greater_equal", S.GreaterEqual),
                    ("not_equal", S.NotEqual)):
     _elementwise(_name, _fn, dtype=_compare_dtype, differentiable=False, function=_fn,
                  numpy_code=_compare(_fn.symbol, numpy=True),
-                 triton_code=_compare(_fn.symbol, numpy=False))
+                 triton_code=_compare(_fn.symbol, numpy=False), arity=2)
 _elementwise("where", S.Where, dtype=_where_dtype, doc="a where c else b", function=S.Where,
-             numpy_code=_numpy_where, triton_code="tl.where({0}, {1}, {2})")
+             numpy_code=_numpy_where, triton_code="tl.where({0}, {1}, {2})", arity=3)
 
 
 # User-defined elementwise ops: a body of the functions above, nothing else to write.
@@ -212,7 +212,7 @@ def define(name, fn, doc=""):
                                                     else " of gradc's own"))
     register(OpDef(name=name, kind="elementwise", shape=_broadcast, dtype=_float_dtype(name),
                    scalar=_substitute(body, syms), doc=doc or f"{name}: {body}",
-                   user_defined=True))
+                   user_defined=True, arity=nargs))
     return elementwise_function(name)
 
 

@@ -1,5 +1,11 @@
 """Reductions over axes: sum, max, and the numerically stable logsumexp."""
+import functools
+
+import numpy as np
+import sympy
+
 from compiler.ops import api as F
+from compiler.ops import scalar as S
 from compiler.ops.registry import OpDef, paren, register
 from compiler.shapes import fmt, numel
 from runtime.errors import GradcError
@@ -65,13 +71,51 @@ def _logsumexp_jvp(node, t):
 
 
 def _numpy_reduce(fn):
-    def emit(args, attrs):
-        axes, keepdims = attrs["axes"], attrs["keepdims"]
+    def emit(node, args):
+        axes, keepdims = node.attr("axes"), node.attr("keepdims")
         if fn.startswith("."):  # the ndarray method skips numpy's Python-level wrapper
             return f"{paren(args[0])}{fn}(axis={axes}, keepdims={keepdims})"
         return f"{fn}({args[0]}, axis={axes}, keepdims={keepdims})"
 
     return emit
+
+
+def _numpy_reduce_out(method):
+    """The ndarray method writing into ``out`` (kept axes would need ``out`` shaped so)."""
+    def emit(node, args, out):
+        if node.attr("keepdims"):
+            return None
+        return f"{paren(args[0])}{method}(axis={node.attr('axes')}, out={out})"
+
+    return emit
+
+
+def _scalarize(combine):
+    """The reduction of an object array of sympy expressions, ``combine`` folding each group."""
+    def scalarize(node, args, shape):
+        (x,), axes = args, node.attr("axes")
+        moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+        lead = moved.shape[:x.ndim - len(axes)]
+        flat = moved.reshape(lead + (-1,))
+        out = np.empty(lead, dtype=object)
+        for idx in np.ndindex(*lead):
+            out[idx] = combine(list(flat[idx]))
+        return out.reshape(shape)
+
+    return scalarize
+
+
+# The Triton reduction skeleton's passes (see ``registry``): the sum, the max, and for
+# logsumexp the max first, then the sum of exp(x - max).
+INF = 'float("inf")'
+_SUM = {"init": "0.0", "combine": "acc + tl.where(rmask, v, 0.0)",
+        "result": "total = tl.sum(acc, 0)"}
+_MAX = {"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
+        "result": "total = tl.max(acc, 0)"}
+_LOGSUMEXP = (
+    {**_MAX, "result": f"m = tl.max(acc, 0)\n    m = tl.where(m == -{INF}, 0.0, m)"},
+    {"init": "0.0", "combine": "acc + tl.where(rmask, tl.exp(v - m), 0.0)",
+     "result": "total = tl.log(tl.sum(acc, 0)) + m"})
 
 
 def _folded(node):
@@ -87,11 +131,22 @@ def _logsumexp_flops(node):
 
 
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
-               numpy=_numpy_reduce(".sum"), doc="sum over axes", flops=_folded))
+               numpy=_numpy_reduce(".sum"), numpy_out=_numpy_reduce_out(".sum"),
+               scalarize=_scalarize(lambda xs: sympy.Add(*xs)), triton_passes=(_SUM,),
+               doc="sum over axes", flops=_folded))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
-               numpy=_numpy_reduce(".max"), doc="max over axes; ties share the gradient",
+               numpy=_numpy_reduce(".max"), numpy_out=_numpy_reduce_out(".max"),
+               scalarize=_scalarize(lambda xs: functools.reduce(S.Maximum, xs)),
+               triton_passes=(_MAX,), doc="max over axes; ties share the gradient",
                flops=_folded))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
-               jvp=_logsumexp_jvp,
-               numpy=_numpy_reduce("_rt.logsumexp"), doc="log(sum(exp(x))) over axes, stable",
+               jvp=_logsumexp_jvp, numpy=_numpy_reduce("_rt.logsumexp"),
+               scalarize=_scalarize(lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs]))),
+               triton_passes=_LOGSUMEXP, doc="log(sum(exp(x))) over axes, stable",
                flops=_logsumexp_flops))
+
+
+def is_column_sum(node):
+    """Whether ``node`` sums a matrix over its rows (``sum(x, 0)``, a bias gradient): fusion
+    merges it into the matmul kernel that reads ``x``, which sums the columns as it loads."""
+    return node.op == "sum" and node.attr("axes") == (0,) and node.inputs[0].ndim == 2

@@ -1,4 +1,5 @@
 """Ops that move or repeat data without arithmetic: reshape, broadcast_to, one_hot."""
+import numpy as np
 import sympy
 
 from compiler.ops import api as F
@@ -24,7 +25,9 @@ def _reshape_shape(inputs, attrs):
 register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.reshape(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.reshape(t[0], node.shape),
-               numpy=lambda args, attrs: f"{paren(args[0])}.reshape({shape_code(attrs['shape'])})",
+               numpy=lambda node, args:
+                   f"{paren(args[0])}.reshape({shape_code(node.attr('shape'))})",
+               view="relabel", scalarize=lambda node, args, shape: np.reshape(args[0], shape),
                doc="same elements, new shape", flops=0))
 
 
@@ -43,7 +46,10 @@ def _broadcast_to_shape(inputs, attrs):
 register(OpDef("broadcast_to", "shape", shape=_broadcast_to_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.unbroadcast(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.broadcast_to(t[0], node.shape),
-               numpy=lambda args, attrs: f"numpy.broadcast_to({args[0]}, {shape_code(attrs['shape'])})",
+               numpy=lambda node, args:
+                   f"numpy.broadcast_to({args[0]}, {shape_code(node.attr('shape'))})",
+               view="broadcast",
+               scalarize=lambda node, args, shape: np.broadcast_to(args[0], shape),
                doc="repeat along new or unit axes (a view)", flops=0))
 
 
@@ -53,7 +59,18 @@ def _one_hot_dtype(inputs, attrs):
     return "float"
 
 
+def _one_hot_triton(node, read, index):
+    """Each label, read with a unit last axis, compared with the class index."""
+    labels = read(node.inputs[0], ".unsqueeze(-1)")
+    return {"body": [f"result = tl.where({labels} == {index}, 1.0, 0.0)"]}
+
+
+def _one_hot_scalarize(node, args, shape):
+    return (args[0][..., None] == np.arange(node.attr("n"))).astype(int).astype(object)
+
+
 register(OpDef("one_hot", "shape", shape=lambda i, a: i[0].shape + (a["n"],), dtype=_one_hot_dtype,
-               numpy=lambda args, attrs: f"_rt.one_hot({args[0]}, {attrs['n']}, DTYPE)",
+               numpy=lambda node, args: f"_rt.one_hot({args[0]}, {node.attr('n')}, DTYPE)",
+               triton=_one_hot_triton, scalarize=_one_hot_scalarize,
                differentiable=False, doc="integer labels -> rows of 0/1",
                flops=1))  # one compare per output element

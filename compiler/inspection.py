@@ -13,6 +13,7 @@ import sympy
 
 from compiler import cost
 from compiler.ops.counting import tree_flops
+from compiler.ops.leaf import is_const
 from compiler.optim import RULES
 from compiler.shapes import numel
 from runtime.loader import load_module
@@ -31,7 +32,7 @@ def traffic(model, dtype="float32"):
     ops = [m for k in kernels for m in k.members if cost.node_cost(m).flops != 0]
     unfused = sympy.S.Zero
     for n in ops:
-        unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if i.op != "const"), sympy.S.Zero)
+        unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if not is_const(i)), sympy.S.Zero)
         unfused += cost.nbytes(n, dtype)
     n_params = sum((numel(p.shape) for p in model.params), sympy.S.Zero)
     _, update = update_cost(RULES["sgd"], n_params, dtype)
