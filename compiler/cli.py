@@ -375,7 +375,7 @@ def cmd_flops(args):
 
 
 def cmd_inspect(args):
-    from compiler.inspect import inspect_model
+    from compiler.inspection import inspect_model
 
     ns = modelfile.load(args.model)
     aot = [w for w in ("ptx", "sass", "resources") if getattr(args, w)]

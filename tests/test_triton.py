@@ -233,13 +233,13 @@ def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
     # at batch 128 the traffic is mostly weights, which fusion cannot save: 8.19 MB vs 10.57 MB;
     # per example (the part that grows with the batch) fusion moves 19,792 bytes against 38,392
     assert report["bytes_fused"] <= 0.78 * report["bytes_unfused"]
-    from compiler.inspect import traffic
+    from compiler.inspection import traffic
     from compiler.shapes import symbol
 
     fused, _, unfused, _ = traffic(mlp("relu", (784, 256, 256, 10), classifier=True))
     B = symbol("B")
     assert fused.coeff(B) / unfused.coeff(B) <= 0.52
-    from compiler.inspect import inspect_model
+    from compiler.inspection import inspect_model
 
     seed = inspect_model(example("seed_regression")["model"], batch=128)
     assert seed["bytes_fused"] <= seed["bytes_unfused"] / 2
@@ -249,7 +249,7 @@ def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
 def test_mlp_training_step_is_3l_plus_1_kernels(layers):
     """L forward matmuls, one loss kernel (forward and backward), L dW matmuls with the
     bias gradient fused in, L - 1 dX matmuls, and the update: 3L + 1 kernels."""
-    from compiler.inspect import traffic
+    from compiler.inspection import traffic
     from compiler.pipeline import forward_nodes, training_graph
     from compiler.fusion import partition
 
