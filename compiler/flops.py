@@ -42,10 +42,12 @@ def _symbols(model):
     return names
 
 
-def reverse_mode_graph(model):
-    """The generated loss-and-gradients graph (after the passes)."""
+def reverse_mode_graph(model, wrt_inputs=False):
+    """The generated loss-and-gradients graph (after the passes); with ``wrt_inputs`` the
+    gradients of the data inputs too (a trace shows the adjoints of every variable)."""
+    wrt = list(model.params) + (list(model.inputs) if wrt_inputs else [])
     outputs = {"loss": model.loss}
-    outputs.update((f"grad:{p.name}", g) for p, g in zip(model.params, grad(model.loss, model.params)))
+    outputs.update((f"grad:{w.name}", g) for w, g in zip(wrt, grad(model.loss, wrt)))
     return optimize(Graph(outputs))
 
 

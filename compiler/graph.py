@@ -96,7 +96,8 @@ class Node:
         return f"<Node {self.op}{label} {fmt(self.shape)} {self.dtype}>"
 
     def __bool__(self):
-        raise GradcError("a graph node has no truth value; use F.where for a choice")
+        raise GradcError("a graph node has no truth value; use F.where for a choice "
+                         "(and `is` to ask whether two nodes are the same)", where=user_location())
 
     # Operators build graph nodes through the ops API.
     def __add__(self, other):

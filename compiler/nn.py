@@ -85,14 +85,21 @@ class Dense:
 
 
 class Chain:
-    """Layers applied in order; a named chain names its unnamed layers ``NAME.dense0``, ..."""
+    """Layers applied in order; a named chain names its unnamed layers ``NAME.dense0``, ...,
+    and the layers of an unnamed chain inside it ``NAME.chain1.dense0``, ...."""
 
     def __init__(self, *layers, name=None):
         self.layers = list(layers)
-        if name:
-            for i, layer in enumerate(l for l in self.layers if isinstance(l, (Dense, Chain))):
+        self.name = name
+        pending = [self] if name else []
+        while pending:  # iterative: chains nest to any depth
+            chain = pending.pop()
+            for i, layer in enumerate(l for l in chain.layers if isinstance(l, (Dense, Chain))):
                 if isinstance(layer, Dense) and layer.name is None:
-                    layer._name = f"{name}.dense{i}"
+                    layer._name = f"{chain.name}.dense{i}"
+                elif isinstance(layer, Chain) and layer.name is None:
+                    layer.name = f"{chain.name}.chain{i}"
+                    pending.append(layer)
         for layer in self.layers:
             if not callable(layer):
                 raise GradcError(f"Chain layers must be callable, got {layer!r}",

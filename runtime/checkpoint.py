@@ -71,6 +71,9 @@ def check_writable(path, what="checkpoint"):
     path = Path(path)
     if path.is_dir():
         raise GradcError(f"cannot write {what} {path}: it is a directory")
+    blocking = next((p for p in path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise GradcError(f"cannot write {what} {path}: {blocking} is a file, not a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):

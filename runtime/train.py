@@ -182,7 +182,11 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                                                    step_update, seed, run.step)
             hist.step_losses.extend(losses)
             if not math.isfinite(losses[-1]):
-                raise TrainingError(f"loss became {losses[-1]} at step {run.step + len(losses) - 1} "
+                step = run.step + len(losses) - 1
+                if not math.isfinite(losses[0]) and run.step == 0:  # before any update
+                    raise TrainingError(f"the loss is {losses[0]} at the first step, before any "
+                                        "update: check the model and the data")
+                raise TrainingError(f"loss became {losses[-1]} at step {step} "
                                     f"(epoch {epoch + 1}); try a smaller learning rate")
             run.step += len(losses)
             hist.epoch_losses.append(sum(losses) / len(losses))

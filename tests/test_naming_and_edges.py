@@ -167,3 +167,20 @@ def test_booleans_in_arithmetic_are_numbers_as_in_pytorch(backend):
     values = {"a": np.array([1.0, -0.5, -2.0])}
     assert prog.predict(values, {})["n"].tolist() == [1.0, 1.0, 0.0]
     assert prog.loss_and_grad(values, {})[1]["a"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_a_named_chain_prefixes_the_layers_of_the_chains_inside_it():
+    x = Input("x", ("B", 2))
+    net = nn.Chain(nn.Chain(nn.Dense(2, 2), nn.Dense(2, 2)), nn.Dense(2, 1), name="enc")
+    model = Model([x], loss=F.sum(net(x)))
+    assert [p.name for p in model.params if p.name.endswith(".W")] == \
+        ["enc.chain0.dense0.W", "enc.chain0.dense1.W", "enc.dense1.W"]
+
+
+def test_misuses_in_a_model_file_name_its_line():
+    x = Input("x", (3,))
+    with pytest.raises(GradcError, match=r"test_naming_and_edges\.py:\d+: cannot use ndarray"):
+        x * np.array([1.0, 2.0, 3.0])
+    with pytest.raises(GradcError, match=r"test_naming_and_edges\.py:\d+: a graph node has no "):
+        if x != 0:
+            pass

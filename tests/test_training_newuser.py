@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from compiler import Input, Model, compile, nn, ops as F
+from compiler import Input, Model, Param, compile, nn, ops as F
 from runner import ROOT, gradc
 from runtime import checkpoint as ckpt
 from runtime import train
@@ -245,7 +245,7 @@ def test_inspect_into_a_closed_pipe_exits_quietly(tmp_path):
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     finally:
         os.close(write_end)
-    assert proc.stderr == "" and proc.returncode == 1  # as the Python docs' SIGPIPE recipe
+    assert proc.stderr == "" and proc.returncode == 141  # a writer ended by SIGPIPE
 
 
 def test_digits_without_scikit_learn_is_a_one_line_error(tmp_path):
@@ -299,3 +299,17 @@ def test_blas_threads_follow_the_size_of_the_matmuls_and_the_load(sizes, batch, 
     train(prog, data, epochs=1, batch_size=batch, quiet=True)
     assert seen == [1 if one_thread else before]
     assert blas_threads() == before  # put back afterwards
+
+
+def test_an_output_under_a_file_says_that_file_is_not_a_directory(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for flag in ("--checkpoint", "--plot"):
+        out = gradc("train", write(tmp_path, GOOD), flag, tmp_path / "afile" / "x.png")
+        assert out.returncode == 2 and "afile is a file, not a directory" in out.stderr, out.stderr
+
+
+def test_a_loss_that_is_nan_before_any_update_does_not_blame_the_learning_rate():
+    w = Param("w", (2,))
+    prog = compile(Model([], loss=F.sum(F.sqrt(w - 5.0))), dtype="float64")
+    with pytest.raises(GradcError, match="at the first step, before any update"):
+        train(prog, {}, epochs=1, quiet=True, params={"w": np.array([1.0, 2.0])})

@@ -154,3 +154,19 @@ def test_numpy_erf_without_scipy_is_the_c_librarys(monkeypatch):
     assert npkernels.erf(x).tolist() == [math.erf(v) for v in x]
     assert npkernels.erf(np.array(0.5)) == math.erf(0.5)  # 0-d stays an array
     assert npkernels.erf(x.astype(np.float32)).dtype == np.float32
+
+
+def test_sympy_max_and_min_in_a_body_split_ties_as_pytorch():
+    clip01 = F.elementwise("clip01_test", lambda a: sympy.Min(sympy.Max(a, 0), 1))
+    w = Param("w", (4,))
+    prog = compile(Model([], loss=F.sum(clip01(w) * w)), dtype="float64")
+    values = np.array([-1.0, 0.0, 0.5, 1.0])
+    loss, grads = prog.loss_and_grad({"w": values}, {})
+    t = torch.tensor(values, requires_grad=True)
+    (torch.minimum(torch.maximum(t, torch.tensor(0.0)), torch.tensor(1.0)) * t).sum().backward()
+    assert loss == 0.25 + 1.0 and grads["w"].tolist() == t.grad.tolist()
+
+
+def test_an_unprintable_body_is_told_how_to_write_the_functions_it_may_use():
+    with pytest.raises(GradcError, match=r"sympy\.exp.*compiler\.ops\.scalar\.Sigmoid"):
+        F.elementwise("bad_floor", lambda a: sympy.floor(a))

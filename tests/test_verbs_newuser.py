@@ -301,3 +301,43 @@ def test_a_batch_size_below_one_is_a_one_line_error(tmp_path, argv):
 def test_naive_seconds_must_be_a_positive_number(tmp_path, seconds):
     one_line_error(gradc("flops", write(tmp_path, DENSE), "--naive-seconds", seconds),
                    "--naive-seconds must be a number above 0")
+
+
+BIG_LOSS = '''
+import numpy as np
+from compiler import Input, Model, nn, ops as F
+x, y = Input("x", ("B", 3)), Input("y", ("B", 1))
+net = nn.Chain(nn.Dense(3, 5, act="tanh"), nn.Dense(5, 1))
+model = Model([x, y], {"y_hat": net(x)}, 5e6 * F.mse(net(x), y))
+def data(seed=0):
+    r = np.random.default_rng(seed); xs = r.normal(size=(8, 3))
+    return {"x": xs, "y": 3 * xs[:, :1]}
+'''
+
+
+def test_check_allows_the_rounding_noise_of_differences_of_a_large_loss(tmp_path):
+    """Central differences of a loss of ~1e7 carry ~1e-2 of rounding noise: a correct model
+    passes by default; an --atol given is taken exactly (the noise is not added)."""
+    model = tmp_path / "big.py"
+    model.write_text(BIG_LOSS)
+    out = gradc("check", model)
+    assert out.returncode == 0 and "rounding noise" in out.stdout, out.stdout
+    strict = gradc("check", model, "--atol", "0", "--rtol", "0")
+    assert strict.returncode == 1 and "+ noise" not in strict.stdout
+
+
+def test_check_refuses_a_model_without_parameters(tmp_path):
+    model = tmp_path / "none.py"
+    model.write_text("from compiler import Input, Model, ops as F\n"
+                     "x = Input('x', ('B', 2))\nmodel = Model([x], loss=F.sum(x * 2.0))\n")
+    out = gradc("check", model)
+    assert out.returncode == 2 and "no parameters" in out.stderr and "\n" == out.stderr[-1:]
+
+
+def test_trace_counts_the_reverse_pass_of_input_variables_too(tmp_path):
+    model = tmp_path / "inputs.py"
+    model.write_text("from compiler import Input, Model, ops as F\n"
+                     "x1, x2 = Input('x1', ()), Input('x2', ())\n"
+                     "model = Model([x1, x2], loss=F.log(x1) + x1 * x2 - F.sin(x2))\n")
+    out = gradc("trace", model, "--at", "x1=2,x2=5")
+    assert out.returncode == 0 and "flops: forward 5, forward + reverse 10" in out.stdout, out.stdout

@@ -36,7 +36,7 @@ def const(value):
             return make("const", value=sympy.Integer(int(value)))
         return make("const", value=sympy.Float(value, 17))
     raise GradcError(f"cannot use {type(value).__name__} {value!r} in a graph; "
-                     "use a number or a graph node")
+                     "use a number or a graph node", where=user_location())
 
 
 def as_node(x):

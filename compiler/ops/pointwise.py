@@ -7,6 +7,7 @@ it (``function``) with its cost and how each backend prints it; an op whose body
 built from other functions (``gelu``, ``softsign``) needs nothing more: adding one
 is one line here (see ``compiler/ops/README.md``).
 """
+import functools
 import inspect
 
 import sympy
@@ -229,6 +230,9 @@ def _checked_body(body, syms, fail):
     if extra:
         raise fail(f"its body uses {', '.join(sorted(map(str, extra)))}, which is not an argument")
     body = body.xreplace({c: sympy.Float(c.evalf(17), 17) for c in body.atoms(sympy.NumberSymbol)})
+    for sympy_fn, ours in ((sympy.Max, S.Maximum), (sympy.Min, S.Minimum)):  # as PyTorch's
+        body = body.replace(lambda e: isinstance(e, sympy_fn),      # maximum: ties split
+                            lambda e, ours=ours: functools.reduce(ours, e.args))
     table = functions()
     exprs = [body] + [S.drop_dirac(sympy.diff(body, s)) for s in syms]
     for expr in exprs:
@@ -238,5 +242,20 @@ def _checked_body(body, syms, fail):
             if isinstance(e, _STRUCTURE) or e.func in table:
                 continue
             raise fail(f"its body uses {e.func.__name__}, which neither backend can print "
-                       f"(use {', '.join(sorted(f.__name__ for f in table))})")
+                       f"(use {', '.join(_spellings(table))})")
     return body
+
+
+def _spellings(table):
+    """How a model file writes each function gradc can print: ``sympy.exp``, ...,
+    ``compiler.ops.scalar.Sigmoid``."""
+    names = {"sympy.Max", "sympy.Min"}
+    for fn in table:
+        module = fn.__module__
+        if module.startswith("sympy.codegen"):
+            names.add(f"sympy.codegen.cfunctions.{fn.__name__}")
+        elif module.startswith("sympy"):
+            names.add(f"sympy.{fn.__name__}")
+        else:
+            names.add(f"compiler.ops.scalar.{fn.__name__}")
+    return sorted(names, key=lambda n: (n.count("."), n.lower()))
