@@ -280,8 +280,10 @@ def cmd_train(args):
     for name, values in hist.metrics.items():
         print(f"{name} {values[-1]:.4f}")
     if hist.stopped_epoch:
+        best = hist.best_epoch
         print(f"early stopping at epoch {hist.stopped_epoch}; best validation loss at epoch "
-              f"{hist.best_epoch} (those parameters are kept)")
+              f"{best} (those parameters are kept: training loss "
+              f"{hist.epoch_losses[best - 1]:.6g}, val_loss {hist.val_losses[best - 1]:.6g})")
     if out:
         record = {**hist.to_json(), "settings": settings, "seed": args.seed, "model": str(args.model)}
         blob = io.BytesIO()

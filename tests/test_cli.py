@@ -1,5 +1,6 @@
 """The gradc command line end to end, including its one-line errors."""
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -184,6 +185,11 @@ def test_train_reports_accuracy_and_early_stopping(tmp_path):
     out = gradc("train", model, "--val-fraction", "0.25", "--early-stopping", "4", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "val_accuracy" in out.stdout and "early stopping at epoch" in out.stdout
+    # the kept parameters' losses are reported, not the last epoch's
+    best = int(re.search(r"best validation loss at epoch (\d+)", out.stdout).group(1))
+    assert best < int(re.search(r"early stopping at epoch (\d+)", out.stdout).group(1))
+    assert re.search(r"those parameters are kept: training loss [\d.e-]+, val_loss [\d.e-]+",
+                     out.stdout)
 
 
 def test_csv_columns_fill_feature_vectors(tmp_path):
