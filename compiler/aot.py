@@ -69,11 +69,17 @@ def compile_module(path, arch="sm_90", want=("resources",)):
     spec.loader.exec_module(module)
     out = {}
     float_ptr = "*fp64" if "float64" in str(module.DTYPE) else "*fp32"
-    kernels = [(k["name"], k["pointers"]) for k in module.KERNELS]
-    kernels += [(f"update_{rule}", {}) for rule in module.OPTIMIZERS]  # pointers: all floats
+    # kernels launching the same device kernel (KERNELS' "device") share its compilation
+    kernels = [(k["name"], k["device"], k["pointers"]) for k in module.KERNELS]
+    kernels += [(f"update_{rule}", f"update_{rule}_kernel", {})  # pointers: all floats
+                for rule in module.OPTIMIZERS]
+    done = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, pointers in kernels:
-            fn = getattr(module, f"{name}_kernel")
+        for name, device, pointers in kernels:
+            if device in done:
+                out[name] = dict(done[device])
+                continue
+            fn = getattr(module, device)
             # an autotuned kernel: every config it may pick; the report keeps the largest use
             configs = fn.configs if isinstance(fn, Autotuner) else [None]
             fn = fn.fn if isinstance(fn, Autotuner) else fn
@@ -101,7 +107,7 @@ def compile_module(path, arch="sm_90", want=("resources",)):
                     if found[key] is not None:
                         result[key] = max(result[key] or 0, found[key])
             result["configs"] = len(configs)
-            out[name] = result
+            out[name] = done[device] = result
     return out
 
 

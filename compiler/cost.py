@@ -116,6 +116,6 @@ def at_batch(formula, batch):
 
 
 @functools.lru_cache(maxsize=4096)
-def fmt(x):
+def formula_text(x):
     """A formula as text: ``4*B + 12`` (remembered: kernels of a big graph share a few)."""
     return str(sympy.sympify(x))

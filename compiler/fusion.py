@@ -109,13 +109,26 @@ def _join_rule(n, user, user_is_root, heavy, members):
     return None
 
 
-def kernel_name(index, members):
-    ops = []
-    for m in members:
-        op = OPS[m.op].label or m.op
-        if op not in ops:
-            ops.append(op)
-    return f"k{index}_" + "_".join(ops[:4])
+NAME_OPS = 5  # a group with more distinct ops is named by its first and last op
+
+
+def _story(group):
+    """A group's part of a kernel name: its ops in order, each once, views left out
+    (they are strides): ``matmul_pow_sub_mul``.  A longer story keeps its first op, its
+    matmul or reduction and its last op, with the number of ops: ``mul_to_sum_to_add_13ops``."""
+    nodes = [m for m in group if not OPS[m.op].view] or group
+    ops = list(dict.fromkeys(OPS[m.op].label or m.op for m in nodes))
+    if len(ops) <= NAME_OPS:
+        return "_".join(ops)
+    heavy = next((OPS[m.op].label or m.op for m in nodes if OPS[m.op].kind in HEAVY), None)
+    middle = [heavy] if heavy not in (None, ops[0], ops[-1]) else []
+    return "_to_".join([ops[0], *middle, ops[-1]]) + f"_{len(nodes)}ops"
+
+
+def kernel_name(index, groups):
+    """``k<index>_<story>``, merged groups' stories joined by ``_and_``:
+    ``k0_matmul_add_tanh``, ``k8_matmul_and_sum``, ``k2_cross_entropy_and_grad``."""
+    return f"k{index}_" + "_and_".join(_story(g) for g in groups)
 
 
 def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
@@ -168,7 +181,7 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
                 if inp not in inside and not is_const(inp):
                     reads[inp] = None
         k.inputs = list(reads)
-        k.name = kernel_name(i, k.members)
+        k.name = kernel_name(i, k.groups)
     return kernels
 
 

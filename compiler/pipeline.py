@@ -1,7 +1,8 @@
 """``compile(model)``: the whole pipeline from a Model to a loaded ``runtime.Program``.
 
-model -> gradient graph (autodiff) -> passes -> kernels (fusion) -> numpy
-source (templates + sympy printer) -> cache file -> Program.
+model -> gradient graph (autodiff) -> passes -> kernels (fusion) -> module
+source (``codegen.module.ModuleWriter`` with the backend's kernel emitter: templates
++ sympy printers) -> cache file -> Program.
 
 >>> from compiler import Input, Param, Model, ops as F, compile
 >>> w = Param("w", (3,)); x = Input("x", ("B", 3))
@@ -15,8 +16,9 @@ import sys
 from compiler import config
 from compiler.autodiff import gradient_graph, hessian_vector_product, jvp, tangent_leaves
 from compiler.cache import cache_key, cached_module
-from compiler.codegen.numpy_backend import NumpyModule
-from compiler.codegen.triton_backend import TritonModule
+from compiler.codegen.module import ModuleWriter
+from compiler.codegen.numpy_backend import NumpyEmitter
+from compiler.codegen.triton_backend import TritonEmitter
 from compiler.fusion import partition
 from compiler.graph import Graph, toposort
 from compiler.passes import optimize
@@ -57,12 +59,18 @@ def kernels_of(model, graph):
     return partition(graph, forward_nodes(model), predict_nodes(model), set(toposort([model.loss])))
 
 
+def emitter(backend, dtype, input_precision="ieee"):
+    """The kernel emitter of ``backend`` (see ``compiler.codegen.module``)."""
+    return TritonEmitter(dtype, input_precision) if backend == "triton" else NumpyEmitter()
+
+
 def generate(model, backend="numpy", dtype="float32", source_name=None):
     """``(graph, kernels, source text)`` for ``model`` without writing anything."""
     graph = training_graph(model)
     kernels = kernels_of(model, graph)
-    module = NumpyModule(model, graph, kernels, dtype, source_name or _source_name(model))
-    return graph, kernels, module.source()
+    writer = ModuleWriter(model, graph, kernels, dtype, source_name or _source_name(model),
+                          emitter(backend, dtype))
+    return graph, kernels, writer.source()
 
 
 def _source_name(model):
@@ -86,13 +94,9 @@ def module_path(model, kind, backend, dtype, input_precision="ieee"):
         print(graph.format(), file=sys.stderr)
 
     def build():
-        kernels = kernels_of(model, graph)
-        if backend == "triton":
-            module = TritonModule(model, graph, kernels, dtype, _source_name(model), kind,
-                                  input_precision)
-        else:
-            module = NumpyModule(model, graph, kernels, dtype, _source_name(model), kind)
-        source = module.source()
+        writer = ModuleWriter(model, graph, kernels_of(model, graph), dtype, _source_name(model),
+                              emitter(backend, dtype, input_precision), kind)
+        source = writer.source()
         if config.debug_level() >= 4:
             print(source, file=sys.stderr)
         return source

@@ -1,5 +1,6 @@
 """Small numpy helpers that generated modules call (``_rt.logsumexp`` and friends)."""
 import math
+import sys
 
 import numpy as np
 
@@ -133,7 +134,9 @@ def into(out, value):
 def self_check(namespace, batch_size=3, seed=0, h=1e-6):
     """Compare a directional derivative from ``loss_and_grad`` with central differences.
 
-    Runs in float64 on random inputs; prints the relative error and returns it.
+    Runs in float64 on random inputs; prints the relative error and returns it.  When
+    either side is not finite (random inputs outside the model's domain, such as log1p of
+    a number below -1) it says the check is inconclusive and exits with status 1.
     """
     rng = np.random.default_rng(seed)
     sizes = {}
@@ -155,6 +158,11 @@ def self_check(namespace, batch_size=3, seed=0, h=1e-6):
         return namespace["loss"]({k: v + t * direction[k] for k, v in params.items()}, batch)
 
     numeric = (loss_at(h) - loss_at(-h)) / (2 * h)
+    if not (np.isfinite(analytic) and np.isfinite(numeric)):
+        print(f"self-check inconclusive: the directional derivative is {analytic:.10g} and "
+              f"the finite differences {numeric:.10g} at random inputs (outside the model's "
+              "domain?)", file=sys.stderr)
+        raise SystemExit(1)
     err = abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-12)
     print(f"self-check: directional derivative {analytic:.10g} vs finite differences "
           f"{numeric:.10g}, relative error {err:.2e}")

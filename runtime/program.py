@@ -20,9 +20,11 @@ from runtime.loader import load_module
 
 def kernel_source(module, name):
     """The source of kernel ``name`` of a generated module: for Triton, the device
-    kernel (with its decorators) and then its host wrapper."""
+    kernel it launches (with its decorators; several kernels may launch the same one)
+    and then its host wrapper."""
     host = inspect.getsource(getattr(module, name))
-    device = getattr(module, f"{name}_kernel", None)
+    row = next((k for k in module.KERNELS if k["name"] == name), {})
+    device = getattr(module, row.get("device", f"{name}_kernel"), None)
     if device is None:
         return host
     while not inspect.isfunction(device):  # through triton.autotune and triton.jit

@@ -1,5 +1,6 @@
 """Host-side helpers for generated Triton modules (torch tensors; imported only by them)."""
 import os
+import sys
 
 import numpy as np
 import torch
@@ -7,6 +8,11 @@ import torch
 
 def interpreting():
     return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def runnable():
+    """Whether Triton kernels can run here: a CUDA GPU, or Triton's CPU interpreter."""
+    return interpreting() or torch.cuda.is_available()
 
 
 def device():
@@ -90,3 +96,42 @@ def from_device(value):
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return value
+
+
+def self_check(namespace, batch_size=3, seed=0):
+    """The numpy modules' self-check (``npkernels.self_check``: a directional derivative
+    from ``loss_and_grad`` against central differences of ``loss``, on random data) run on
+    this module's kernels, with inputs and parameters in its dtype.  Exits with status 1
+    when the relative error is above the dtype's tolerance; without a GPU and without
+    ``TRITON_INTERPRET=1`` it says so in one line and exits with status 2."""
+    if not runnable():
+        print("self-check not run: no CUDA GPU, and TRITON_INTERPRET=1 (Triton's CPU "
+              "interpreter) is not set", file=sys.stderr)
+        raise SystemExit(2)
+    from runtime.npkernels import self_check as check
+
+    dtype = namespace["DTYPE"]
+
+    def on_device(entry):
+        def run(params, batch):
+            arrays = to_device([{k: np.asarray(v) for k, v in a.items()} for a in (params, batch)])
+            args = [{k: v.to(dtype) if v.is_floating_point() else v for k, v in a.items()}
+                    for a in arrays]
+            return from_device(namespace[entry](*args))
+        return run
+
+    wide = dtype == torch.float64
+    # float32: a step of 1e-3 along the direction scaled to unit length (its elements are
+    # normal, so its length is about the square root of the parameter count)
+    count = sum(int(np.prod(shape)) for shape, _ in namespace["PARAMS"].values())
+    h = 1e-6 if wide else 1e-3 / max(count, 1) ** 0.5
+    err = check({"INPUTS": namespace["INPUTS"], "PARAMS": namespace["PARAMS"],
+                 "loss": on_device("loss"), "loss_and_grad": on_device("loss_and_grad")},
+                batch_size, seed, h=h)
+    tolerance = 1e-6 if wide else 1e-2
+    if not err <= tolerance:
+        print(f"self-check failed: relative error {err:.2e} is above {tolerance:g} for "
+              f"{str(dtype).replace('torch.', '')} (a model that stops a gradient, as "
+              "semi-gradient TD does, differs from finite differences by design)", file=sys.stderr)
+        raise SystemExit(1)
+    return err

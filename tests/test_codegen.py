@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from compiler import Input, Model, Param, compile, nn, ops as F
 from compiler.pipeline import generate
@@ -38,11 +39,12 @@ def test_generated_module_is_a_file_on_disk_inside_the_cache_dir():
     assert Path(prog.module.__file__) == prog.path
 
 
-def test_same_model_gives_byte_identical_source_across_processes(tmp_path):
+@pytest.mark.parametrize("backend", ["numpy", "triton"])
+def test_same_model_gives_byte_identical_source_across_processes(backend):
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
               "from compiler import modelfile; from compiler.pipeline import generate;"
               f"ns = modelfile.load({str(EXAMPLE)!r});"
-              "sys.stdout.write(generate(ns['model'])[2])")
+              f"sys.stdout.write(generate(ns['model'], backend={backend!r})[2])")
     outs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
             for seed in (1, 2)]
@@ -94,3 +96,12 @@ def test_generate_returns_graph_kernels_and_source():
     graph, kernels, source = generate(mlp_model())
     assert "loss" in graph.outputs and "grad:dense0.W" in graph.outputs
     assert all(f"def {k.name}(" in source for k in kernels)
+
+
+def test_a_self_check_at_points_outside_the_domain_says_it_is_inconclusive():
+    w = Param("w", (3,))
+    prog = compile(Model([], loss=F.sum(F.log(w - 10.0))), dtype="float64")  # NaN near 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(prog.path)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 1 and "self-check inconclusive" in out.stderr, out.stderr

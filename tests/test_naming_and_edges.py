@@ -184,3 +184,19 @@ def test_misuses_in_a_model_file_name_its_line():
     with pytest.raises(GradcError, match=r"test_naming_and_edges\.py:\d+: a graph node has no "):
         if x != 0:
             pass
+
+
+@pytest.mark.skipif(triton is None, reason="triton is not installed")
+@pytest.mark.parametrize("dtype,values", [("float32", [89.0, 1e37, np.inf, 1e-8, -0.5]),
+                                          ("float64", [710.0, 1e308, np.inf, 1e-12, -0.5])])
+def test_expm1_and_log1p_agree_on_both_backends_where_exp_overflows(dtype, values):
+    x = Input("x", ("B",))
+    model = Model([x], {"e": F.expm1(x), "l": F.log1p(x)}, loss=F.mean(F.log1p(x)))
+    batch = {"x": np.array(values, dtype)}
+    with np.errstate(all="ignore"):
+        ours = compile(model, dtype=dtype).predict({}, batch)
+        theirs = compile(model, backend="triton", dtype=dtype).predict({}, batch)
+    t = torch.tensor(values, dtype=getattr(torch, dtype))
+    for key, ref in (("e", torch.expm1(t)), ("l", torch.log1p(t))):
+        np.testing.assert_allclose(ours[key], ref.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(theirs[key], ref.numpy(), rtol=1e-6)

@@ -18,13 +18,26 @@ def environment():
     )
 
 
+def _raise(template, e):
+    line = getattr(e, "lineno", None)
+    raise RuntimeError(f"template {template}{':' + str(line) if line else ''}: {e}") from e
+
+
 def render(template, **context):
     """Render ``templates/<name>``; a template error is re-raised naming the template line."""
     try:
         return environment().get_template(template).render(**context)
     except jinja2.TemplateError as e:
-        line = getattr(e, "lineno", None)
-        raise RuntimeError(f"template {template}{':' + str(line) if line else ''}: {e}") from e
+        _raise(template, e)
+
+
+def render_macro(template, macro, context, *args):
+    """Call the macro ``macro`` of ``templates/<template>`` with ``args``, the template's
+    variables being ``context`` (a Triton skeleton's ``device`` and ``host`` halves)."""
+    try:
+        return str(getattr(environment().get_template(template).make_module(context), macro)(*args))
+    except jinja2.TemplateError as e:
+        _raise(template, e)
 
 
 def templates_digest():
