@@ -271,9 +271,6 @@ class Graph:
         self.outputs = dict(outputs)
         self.nodes = toposort(self.outputs.values())
 
-    def leaves(self, op):
-        return [n for n in self.nodes if n.op == op]
-
     def validate(self):
         """Check every node against its op's rules; raise ``GradcError`` on the first problem."""
         seen = set()
