@@ -138,11 +138,13 @@ class Program:
         module = module or self.module
         names = module.ENTRY_INPUTS[entry]
         args = [self.check_params(params), self.check_batch(batch, names), *extra]
-        if self.backend == "triton":
-            from runtime.tkernels import from_device, to_device
+        # inf and NaN are values here, as in PyTorch (0**-0.5 is inf): no RuntimeWarnings
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.backend == "triton":
+                from runtime.tkernels import from_device, to_device
 
-            return from_device(getattr(module, entry)(*to_device(args), rng))
-        return getattr(module, entry)(*args, rng)
+                return from_device(getattr(module, entry)(*to_device(args), rng))
+            return getattr(module, entry)(*args, rng)
 
     def loss(self, params, batch, rng=None):
         """The loss (a float) on one batch; ``rng=(seed, step)`` turns dropout on."""
