@@ -163,7 +163,8 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     saver = _Saver(checkpoint_every, epochs)
 
     update = getattr(prog.module, f"update_{opt.rule}")
-    with _progress(epochs, run.epoch, quiet) as bar, np.errstate(over="ignore", invalid="ignore"), \
+    quiet_numpy = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    with _progress(epochs, run.epoch, quiet) as bar, quiet_numpy, \
             _blas_threads(prog, arrays, batch_size, n):
         for epoch in range(run.epoch, epochs):  # overflow is no error: a non-finite loss is
             lr_now = sched(epoch, opt.lr)
