@@ -45,16 +45,16 @@ def grad(loss, wrt):
     A node the loss does not depend on gets a zero gradient of its shape.
     """
     if loss.shape != ():
-        raise GradcError(f"the loss must be a scalar, got shape {loss.shape}", where=loss.where)
+        raise GradcError(f"the loss must be a scalar, got shape {loss.shape}", where=loss.source_line)
     nodes = toposort([loss])
     live = depends_on(nodes, wrt)
-    with located(loss.where):
+    with located(loss.source_line):
         grads = {loss: F.const(1)}
     for node in reversed(nodes):
         g = grads.get(node)
         if g is None or OPS[node.op].kind == "leaf":
             continue
-        with located(node.where):
+        with located(node.source_line):
             for inp, gi in zip(node.inputs, vjp_rule(node)(node, g)):
                 if gi is None or inp not in live:
                     continue
@@ -82,7 +82,7 @@ def jvp(outputs, wrt, tangents):
         ins = [tangent.get(i) for i in node.inputs]
         if all(t is None for t in ins):
             continue
-        with located(node.where):
+        with located(node.source_line):
             t = jvp_rule(node)(node, ins)
             if t is not None and t.shape != node.shape:
                 t = F.broadcast_to(t, node.shape)

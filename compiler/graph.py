@@ -73,7 +73,7 @@ class Node:
 
     # ``metrics``: for a classifier's loss, ``(name, build)`` pairs of the metrics a Model
     # adds by default (its accuracy); set by the loss function, None for other nodes.
-    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "where", "metrics", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "source_line", "metrics", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def attr(self, key, default=None):
@@ -217,7 +217,7 @@ def make(op, inputs=(), **attrs):
     node = Node()
     node.op, node.inputs, node.attrs = op, inputs, attrs
     node.shape, node.dtype = shape, dtype
-    node.where = user_location()
+    node.source_line = user_location()
     node.metrics = None
     _cache[key] = node
     return node
@@ -277,17 +277,17 @@ class Graph:
         for n in self.nodes:
             opdef = OPS.get(n.op)
             if opdef is None:
-                raise GradcError(f"unknown op {n.op!r}", where=n.where)
+                raise GradcError(f"unknown op {n.op!r}", where=n.source_line)
             for i in n.inputs:
                 if i not in seen:
-                    raise GradcError(f"{n.op} uses a node that comes after it", where=n.where)
+                    raise GradcError(f"{n.op} uses a node that comes after it", where=n.source_line)
             attrs = dict(n.attrs)
             if as_shape(opdef.shape(n.inputs, attrs)) != n.shape:
                 raise GradcError(f"{n.op} has shape {fmt(n.shape)} but its rule says otherwise",
-                                 where=n.where)
+                                 where=n.source_line)
             if opdef.dtype(n.inputs, attrs) != n.dtype:
                 raise GradcError(f"{n.op} has dtype {n.dtype} but its rule says otherwise",
-                                 where=n.where)
+                                 where=n.source_line)
             seen.add(n)
         return self
 
@@ -310,8 +310,8 @@ class Graph:
                     text += f" {n.dtype}"
             if n in out_names:
                 text += "  -> " + ", ".join(out_names[n])
-            if locations and n.where and not is_const(n):  # constants are shared, not located
-                text = f"{text:<56}  # {_short(n.where)}"
+            if locations and n.source_line and not is_const(n):  # constants are shared, not located
+                text = f"{text:<56}  # {_short(n.source_line)}"
             lines.append(text)
         return "\n".join(lines)
 

@@ -42,7 +42,7 @@ class Model:
         self.loss = F.as_node(loss)
         if self.loss.shape != () or self.loss.dtype != "float":
             raise GradcError(f"the loss must be a float scalar, got shape {fmt(self.loss.shape)}",
-                             where=self.loss.where or where)
+                             where=self.loss.source_line or where)
         if metrics is None:  # a classifier's loss brings its accuracy along
             metrics = {name: build() for n in toposort([self.loss]) if n.metrics
                        for name, build in n.metrics}
@@ -55,19 +55,19 @@ class Model:
         for metric, m in self.metrics.items():
             if m.shape != () or m.dtype != "float":
                 raise GradcError(f"metric {metric!r} must be a float scalar, "
-                                 f"got shape {fmt(m.shape)}", where=m.where or where)
+                                 f"got shape {fmt(m.shape)}", where=m.source_line or where)
         nodes = toposort([self.loss, *self.outputs.values(), *self.metrics.values()])
         for n in nodes:
             if is_input(n) and all(n is not x for x in self.inputs):
                 raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
-                                 where=n.where or where)
+                                 where=n.source_line or where)
         self.params = [n for n in nodes if is_param(n)]
         seen = {}
         for p in self.params:
             if p.name in seen:
                 raise GradcError(f"parameter name {p.name!r} is used twice "
                                  f"(shapes {fmt(seen[p.name].shape)} and {fmt(p.shape)}); "
-                                 "give the layers distinct names", where=p.where or where)
+                                 "give the layers distinct names", where=p.source_line or where)
             seen[p.name] = p
 
     def graph(self):

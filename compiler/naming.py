@@ -88,7 +88,7 @@ def name_placeholders(roots):
                 attrs.pop("layer")
             else:
                 attrs = {k: resolve(v) for k, v in attrs.items()}
-        with located(n.where):
+        with located(n.source_line):
             new[n] = make(n.op, inputs, **attrs)
         new[n].metrics = new[n].metrics or n.metrics
     return [new[r] for r in roots]

@@ -25,7 +25,7 @@ def simplify(graph):
         if opdef.kind == "elementwise" and inputs and n.dtype == "float" \
                 and all(is_const(i) for i in inputs):
             value = opdef.scalar(*[i.attr("value") for i in inputs], **dict(n.attrs))
-            with located(n.where):
+            with located(n.source_line):
                 new[n] = constant(value)
             continue
         if opdef.kind == "elementwise":
@@ -33,7 +33,7 @@ def simplify(graph):
         if all(a is b for a, b in zip(inputs, n.inputs)):
             new[n] = n
         else:
-            with located(n.where):
+            with located(n.source_line):
                 new[n] = make(n.op, inputs, **dict(n.attrs))
     return Graph({k: new[v] for k, v in graph.outputs.items()})
 

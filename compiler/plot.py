@@ -55,7 +55,7 @@ def loss_curves(hist, path, title="training"):
                 label="validation loss")
     if hist.best_epoch:
         ax.axvline(hist.best_epoch, color="C3", ls="--", lw=1, label=f"best epoch {hist.best_epoch}")
-    ax.set_yscale("log")
+    ax.semilogy()  # a logarithmic loss axis
     main = [v for v in hist.epoch_losses + hist.val_losses if v > 0]
     if main:  # minibatch losses are noisy: keep the epoch curves in view
         ax.set_ylim(min(main) / 4, max(main) * 3)

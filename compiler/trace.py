@@ -62,9 +62,9 @@ def _check_model(nodes, at):
     for n in nodes:
         if n.shape != ():
             raise GradcError(f"trace needs a model of scalars; {_describe(n)} has shape "
-                             f"({', '.join(map(str, n.shape))})", where=n.where)
+                             f"({', '.join(map(str, n.shape))})", where=n.source_line)
         if OPS[n.op].kind not in ("leaf", "elementwise"):
-            raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.where)
+            raise GradcError(f"trace handles elementwise ops only, not {n.op}", where=n.source_line)
     leaves = [n for n in nodes if is_input(n) or is_param(n)]
     missing = [n.name for n in leaves if n.name not in at]
     if missing:

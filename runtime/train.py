@@ -321,7 +321,7 @@ def _save(path, prog, opt, params, state, rng, hist, run, seed, log):
     record = {"signature": signature(prog, opt), "epoch": run.epoch, "step": run.step,
               "seed": seed, "rng": rng.bit_generator.state,
               "history": {"initial_loss": hist.initial_loss, "best_epoch": hist.best_epoch,
-                          "log": log.flush()},
+                          "history_file": log.flush()},
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
               "since_best": run.since_best, "optimizer": repr(opt)}
     extra = {"__best__": run.best} if run.best is not None else {}
@@ -335,9 +335,9 @@ def _restore(path, prog, opt, params, state, rng, hist, run):
     if record.get("signature") != signature(prog, opt):
         raise CheckpointError(f"checkpoint {path} belongs to a different model or optimizer")
     saved = record["history"]
-    if "log" not in saved:
+    if "history_file" not in saved:
         raise CheckpointError(f"checkpoint {path} was written by an older gradc; start a new run")
-    log, entries = ckpt.HistoryLog.resume(path, saved["log"])
+    log, entries = ckpt.HistoryLog.resume(path, saved["history_file"])
     if len(entries) != record["epoch"]:
         raise CheckpointError(f"history file of checkpoint {path} holds {len(entries)} epochs, "
                               f"not {record['epoch']}")

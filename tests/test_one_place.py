@@ -10,12 +10,6 @@ from compiler.ops.registry import OPS, OpDef, missing_rules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# (file, string): why a string equal to an op's name names something else there
-ALLOWED = {
-    ("compiler/graph.py", "where"): "Node's slot for the user's file:line, not the op `where`",
-    ("compiler/plot.py", "log"): "matplotlib's logarithmic axis scale, set_yscale('log')",
-    ("runtime/train.py", "log"): "the key of the history log in a checkpoint's record",
-}
 
 
 def _docstrings(tree):
@@ -48,15 +42,9 @@ def _op_names_outside_ops():
 
 
 def test_no_module_outside_ops_names_an_op():
-    found = [f"{rel}:{line}: {value!r}" for rel, line, value in _op_names_outside_ops()
-             if (rel, value) not in ALLOWED]
+    found = [f"{rel}:{line}: {value!r}" for rel, line, value in _op_names_outside_ops()]
     assert not found, ("op names outside compiler/ops (read a field of the op's OpDef or a "
                        "predicate of compiler/ops instead):\n" + "\n".join(found))
-
-
-def test_every_allowed_exception_is_still_needed():
-    present = {(rel, value) for rel, _, value in _op_names_outside_ops()}
-    assert set(ALLOWED) <= present, f"stale allowlist entries: {set(ALLOWED) - present}"
 
 
 def test_missing_rules_asks_a_reduction_for_its_scalarization_and_triton_passes():

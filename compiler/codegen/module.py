@@ -82,12 +82,12 @@ class ModuleWriter:
                     flops=cost.formula_text(self.costs[k].flops),
                     bytes=cost.formula_text(self.costs[k].bytes),
                     provenance=[f"%{self.index[m]:<5} {m.op:<{width}} {fmt(m.shape):<14} "
-                                f"{location(m.where)}" for m in k.members])
+                                f"{location(m.source_line)}" for m in k.members])
 
     def table_row(self, k):
         """The kernel's row in the module's ``KERNELS`` table (the backend adds columns)."""
         return {"name": k.name, "phase": k.phase, "boundary": k.boundary, "merged": k.merged,
-                "nodes": [f"%{self.index[m]} {m.op} {location(m.where)}" for m in k.members],
+                "nodes": [f"%{self.index[m]} {m.op} {location(m.source_line)}" for m in k.members],
                 "flops": cost.formula_text(self.costs[k].flops),
                 "bytes": cost.formula_text(self.costs[k].bytes)}
 
