@@ -56,20 +56,20 @@ def partials(op, nargs, attrs, consts):
     return syms, Y, out
 
 
-def _is_const_input(node):
-    """A finite constant input, substituted into the op's body before differentiating.
+def const_inputs(node):
+    """``(index, value)`` of the inputs of ``node`` substituted into its body before
+    differentiating: its finite constants.
 
     NaN and infinite constants stay symbols: sympy folds ``x*nan`` to ``nan`` and would
     drop the derivative (PyTorch's d(x*nan)/dx is NaN, not 0).
     """
-    value = node.attr("value") if is_const(node) else None
-    return value is not None and not (value.is_number and not value.is_finite)
+    values = ((i, x.attr("value")) for i, x in enumerate(node.inputs) if is_const(x))
+    return tuple((i, v) for i, v in values if not (v.is_number and not v.is_finite))
 
 
 def elementwise_vjp(node, g):
     """Input gradients of an elementwise node: ``g * d node / d input`` for each input."""
-    consts = tuple((i, x.attr("value")) for i, x in enumerate(node.inputs) if _is_const_input(x))
-    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, consts)
+    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, const_inputs(node))
     env = {s: x for s, x in zip(syms, node.inputs)}
     env[y] = node
     env[G] = g
@@ -87,8 +87,7 @@ TANGENTS = tuple(sympy.Symbol(f"t{i}", real=True) for i in range(4))
 
 def elementwise_jvp(node, tangents):
     """Output tangent of an elementwise node: ``sum_i d node / d input_i * tangent_i``."""
-    consts = tuple((i, x.attr("value")) for i, x in enumerate(node.inputs) if _is_const_input(x))
-    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, consts)
+    syms, y, ds = partials(node.op, len(node.inputs), node.attrs, const_inputs(node))
     expr = sum((d * T for d, T, t in zip(ds, TANGENTS, tangents)
                 if d is not None and t is not None), sympy.S.Zero)
     if expr == 0:

@@ -19,7 +19,7 @@ from compiler.codegen.printer import NumpyPrinter
 from compiler.graph import toposort
 from compiler.ops.leaf import is_const, is_input, is_param
 from compiler.ops.registry import OPS
-from compiler.symbolic import ARGS, partials
+from compiler.symbolic import ARGS, const_inputs, partials
 from runtime import npkernels
 from runtime.errors import GradcError
 
@@ -108,11 +108,12 @@ def trace(model, at):
     for n in reversed(nodes):
         if n not in adjoint_values or OPS[n.op].kind == "leaf":
             continue
-        const_inputs = tuple((i, x.attr("value")) for i, x in enumerate(n.inputs) if is_const(x))
-        syms, y, ds = partials(n.op, len(n.inputs), n.attrs, const_inputs)
-        env = {s: sympy.Symbol(names[x]) for s, x in zip(syms, n.inputs) if x in names}
+        syms, y, ds = partials(n.op, len(n.inputs), n.attrs, const_inputs(n))
+        env = {s: sympy.Symbol(names[x]) if x in names else consts[x]
+               for s, x in zip(syms, n.inputs)}  # a NaN or infinite constant stays a symbol
         env[y] = sympy.Symbol(names[n])
-        numeric = {s: values[x] for s, x in zip(syms, n.inputs) if x in values}
+        numeric = {s: values[x] if x in values else np.float64(float(consts[x]))
+                   for s, x in zip(syms, n.inputs)}
         numeric[y] = values[n]
         for x, d in zip(n.inputs, ds):
             if d is None or is_const(x):

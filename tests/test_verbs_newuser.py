@@ -341,3 +341,13 @@ def test_trace_counts_the_reverse_pass_of_input_variables_too(tmp_path):
                      "model = Model([x1, x2], loss=F.log(x1) + x1 * x2 - F.sin(x2))\n")
     out = gradc("trace", model, "--at", "x1=2,x2=5")
     assert out.returncode == 0 and "flops: forward 5, forward + reverse 10" in out.stdout, out.stdout
+
+
+def test_trace_keeps_a_nan_constant_in_the_derivative_as_autodiff_does(tmp_path):
+    """d(x * nan)/dx is NaN in PyTorch and in gradc's gradients, so in the trace too."""
+    model = tmp_path / "nan.py"
+    model.write_text("from compiler import Param, Model, ops as F\nx1 = Param('x1', ())\n"
+                     "model = Model([], loss=x1 * float('nan') + F.sin(x1) * 2.0)\n")
+    out = gradc("trace", model, "--at", "x1=0.5")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"bar x1 +=\s*nan", out.stdout), out.stdout
