@@ -219,7 +219,7 @@ def merge_siblings(kernels):
         if OPS[k.root.op].result == "loss":
             candidates[k.root.inputs] = k
         mm = next((x for x in k.members if OPS[x.op].kind == "contraction"), None)
-        if mm is not None and not contains(k.members, mm.inputs[1]):
+        if mm is not None and mm.ndim == 2 and not contains(k.members, mm.inputs[1]):
             candidates.setdefault(mm.inputs[1], k)
     users = {}
     for k in kernels:

@@ -108,6 +108,10 @@ ROWS = [
     Row("matmul", F.matmul, np.matmul, torch.matmul, [((3, 4), (4, 2)), ((1, 5), (5, 1))]),
     Row("matmul_vec", F.matmul, np.matmul, torch.matmul, [((3, 4), (4,)), ((4,), (4, 2))],
         ops=("matmul", "reshape")),
+    # batch dimensions broadcast both ways; a batch folded into rows; 1-D with a batch
+    Row("matmul_batched", F.matmul, np.matmul, torch.matmul,
+        [((2, 1, 3, 4), (3, 4, 2)), ((2, 3, 4, 5), (2, 3, 5, 2)), ((2, 3, 4), (4, 5)),
+         ((4,), (2, 4, 3)), ((2, 3, 4), (4,)), ((3, 4), (2, 4, 1))], ops=("matmul", "reshape")),
     Row("transpose", lambda a: F.transpose(a), np.transpose, lambda a: a.permute(*reversed(range(a.ndim))),
         [((3, 4),), ((2, 3, 4),)]),
     Row("transpose_axes", lambda a: F.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),

@@ -275,7 +275,7 @@ class TritonEmitter:
         return "triton/matmul.py.jinja", dict(
             operands=operands, body=[f"result = {print_triton(value, self.dtype)}"], colsum=colsum,
             a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=self.float_type,
-            detail=detail), pointers
+            batch=[f"Z{i}" for i in range(mm.ndim - 2)], detail=detail), pointers
 
     def _reduction(self, k, red, top, reads):
         source_node = red.inputs[0]

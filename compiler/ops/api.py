@@ -211,13 +211,33 @@ def where(cond, a, b):
 
 
 def matmul(a, b):
-    """Matrix product; 1-D operands are treated as in numpy (a row or a column)."""
+    """Matrix product with numpy's rules: batch dimensions broadcast, a 1-D operand is a
+    row (first) or a column (second) whose added axis is removed.  ``(B, T, D) @ (D, E)``
+    folds the batch into the rows: one 2-D matmul, as PyTorch does.
+
+    >>> from compiler import Input, ops as F
+    >>> (Input("q", ("B", 4, 5, 8)) @ Input("k", ("B", 4, 8, 5))).shape
+    (B, 4, 5, 5)
+    """
     a, b = as_node(a), as_node(b)
-    if a.ndim == 1 and b.ndim >= 1:
-        return reshape(matmul(reshape(a, (1,) + a.shape), b), b.shape[1:])
-    if b.ndim == 1 and a.ndim >= 1:
-        return reshape(matmul(a, reshape(b, b.shape + (1,))), a.shape[:1])
+    for operand in (a, b):
+        if operand.ndim == 0:
+            raise GradcError(f"matmul needs operands of at least one dimension, got "
+                             f"{fmt(a.shape)} @ {fmt(b.shape)}", where=user_location())
+    if a.ndim == 1:
+        return reshape(matmul(reshape(a, (1,) + a.shape), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, b.shape + (1,))), a.shape[:-1])
+    if a.ndim > 2 and b.ndim == 2 and a.shape[-1] == b.shape[0]:
+        rows = reshape(a, (numel(a.shape[:-1]), a.shape[-1]))
+        return reshape(make("matmul", (rows, b)), a.shape[:-1] + b.shape[-1:])
     return make("matmul", (a, b))
+
+
+def swap_last(x):
+    """``x`` with its last two axes swapped (a view): the transpose of a batch of matrices."""
+    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return transpose(x, perm)
 
 
 def transpose(x, axes=None):

@@ -3,7 +3,7 @@ import numpy as np
 
 from compiler.ops import api as F
 from compiler.ops.registry import OpDef, paren, register
-from compiler.shapes import fmt
+from compiler.shapes import broadcast_shapes, fmt, numel
 from runtime.errors import GradcError
 
 
@@ -18,17 +18,25 @@ def _float_only(opname):
 
 
 def _matmul_shape(inputs, attrs):
+    """``(..., M, K) @ (..., K, N) -> (..., M, N)``, the batch dimensions broadcast."""
     a, b = inputs
-    if a.ndim != 2 or b.ndim != 2:
-        raise GradcError(f"matmul needs 2-D operands, got {fmt(a.shape)} @ {fmt(b.shape)}")
-    if a.shape[1] != b.shape[0]:
+    if a.ndim < 2 or b.ndim < 2:
+        raise GradcError(f"matmul needs operands of at least 2 dimensions here, got "
+                         f"{fmt(a.shape)} @ {fmt(b.shape)}")
+    if a.shape[-1] != b.shape[-2]:
         raise ValueError(f"{fmt(a.shape)} @ {fmt(b.shape)}: inner dimensions differ")
-    return (a.shape[0], b.shape[1])
+    try:
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{fmt(a.shape)} @ {fmt(b.shape)}: batch dimensions "
+                         f"{fmt(a.shape[:-2])} and {fmt(b.shape[:-2])} do not broadcast") from None
+    return batch + (a.shape[-2], b.shape[-1])
 
 
 def _matmul_vjp(node, g):
     a, b = node.inputs
-    return [F.matmul(g, F.transpose(b)), F.matmul(F.transpose(a), g)]
+    return [F.unbroadcast(F.matmul(g, F.swap_last(b)), a.shape),
+            F.unbroadcast(F.matmul(F.swap_last(a), g), b.shape)]
 
 
 def _matmul_jvp(node, tangents):
@@ -39,14 +47,14 @@ def _matmul_jvp(node, tangents):
 
 
 def _matmul_flops(node):
-    """``2*M*N*K``: a multiply and an add per term (as PyTorch's FlopCounterMode)."""
-    (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
-    return 2 * m * n * k
+    """``2*batch*M*N*K``: a multiply and an add per term (as PyTorch's FlopCounterMode)."""
+    k = node.inputs[0].shape[-1]
+    return 2 * numel(node.shape) * k
 
 
 def _outer(node):
     """``(M, 1) @ (1, N)``: numpy's broadcast product beats a BLAS call."""
-    return node.inputs[0].shape[1] == 1
+    return node.inputs[0].shape[-1] == 1 and node.ndim == 2
 
 
 def _matmul_numpy(node, args):
@@ -60,8 +68,10 @@ def _matmul_numpy_out(node, args, out):
 
 register(OpDef("matmul", "contraction", shape=_matmul_shape, dtype=_float_only("matmul"),
                vjp=_matmul_vjp, jvp=_matmul_jvp, numpy=_matmul_numpy,
-               numpy_out=_matmul_numpy_out, scalarize=lambda node, args, shape: np.dot(*args),
-               doc="(M, K) @ (K, N) -> (M, N)", flops=_matmul_flops))
+               numpy_out=_matmul_numpy_out,
+               scalarize=lambda node, args, shape: np.matmul(*args),
+               doc="(..., M, K) @ (..., K, N) -> (..., M, N), batch dimensions broadcast",
+               flops=_matmul_flops))
 
 
 def _transpose_shape(inputs, attrs):
