@@ -31,6 +31,10 @@ def _uniform(rng, shape, var):
     return rng.uniform(-bound, bound, size=shape)
 
 
+def _conv_fan_in(shape):
+    return int(np.prod(shape[1:])) if len(shape) > 1 else max(int(np.prod(shape)), 1)
+
+
 def _xavier_var(shape):
     n_in, n_out = _fans(shape)
     return 2.0 / (n_in + n_out)
@@ -49,6 +53,9 @@ INITIALIZERS = {
     "he_normal": lambda rng, shape: rng.normal(0.0, np.sqrt(_he_var(shape)), size=shape),
     "he_uniform": lambda rng, shape: _uniform(rng, shape, _he_var(shape)),
     "kaiming": lambda rng, shape: rng.normal(0.0, np.sqrt(_he_var(shape)), size=shape),
+    # PyTorch's default for Conv2d weights (out, in / groups, kH, kW): kaiming_uniform_ with
+    # a = sqrt(5), i.e. uniform in +-1/sqrt(fan_in), fan_in = in / groups * kH * kW
+    "kaiming_uniform": lambda rng, shape: _uniform(rng, shape, 1.0 / (3.0 * _conv_fan_in(shape))),
     "normal": lambda rng, shape: rng.normal(0.0, 0.01, size=shape),
     "uniform": lambda rng, shape: rng.uniform(-1.0, 1.0, size=shape),
     "zeros": lambda rng, shape: np.zeros(shape),
@@ -57,10 +64,12 @@ INITIALIZERS = {
 
 
 _NORMAL = re.compile(r"^normal\((?P<std>[0-9.eE+-]+)\)$")
+_UNIFORM = re.compile(r"^uniform\((?P<bound>[0-9.eE+-]+)\)$")
 
 
 def resolve(init):
-    """The draw function for an initialiser name, or ``normal(STD)``; ``None`` if unknown."""
+    """The draw function for an initialiser name, ``normal(STD)`` or ``uniform(BOUND)``;
+    ``None`` if unknown."""
     if init in INITIALIZERS:
         return INITIALIZERS[init]
     match = _NORMAL.match(str(init))
@@ -71,6 +80,14 @@ def resolve(init):
             return None
         if std >= 0:
             return lambda rng, shape: rng.normal(0.0, std, size=shape)
+    match = _UNIFORM.match(str(init))
+    if match:  # uniform(B): uniform in [-B, B] (PyTorch's default for biases)
+        try:
+            bound = float(match["bound"])
+        except ValueError:
+            return None
+        if bound >= 0:
+            return lambda rng, shape: rng.uniform(-bound, bound, size=shape)
     return None
 
 

@@ -195,3 +195,35 @@ def dropout(x, rate, salt, rng):
         return x
     keep = dropout_keep(np.shape(x), rate, salt, *rng)
     return x * keep / (1.0 - rate)
+
+
+def patches(x, kernel, stride, dilation, padding, fill=0.0):
+    """The sliding windows of images ``x`` (N, C, H, W), padded with ``fill``
+    (``padding``: top, bottom, left, right), as a read-only strided view of shape
+    (N, H_out, W_out, C, kH, kW): no copy (a reshape of it for a matmul is im2col's copy)."""
+    top, bottom, left, right = padding
+    if any(padding):
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    s0, s1, s2, s3 = x.strides
+    return np.lib.stride_tricks.as_strided(x, (n, ho, wo, c, kh, kw),
+                                           (s0, s2 * sh, s3 * sw, s1, s2 * dh, s3 * dw),
+                                           writeable=False)
+
+
+def patches_adjoint(g, image, kernel, stride, dilation, padding):
+    """The adjoint of ``patches`` (col2im): each window's values of ``g`` (N, H_out, W_out,
+    C, kH, kW) added back where they came from in an (N, C, H, W) image of size ``image``;
+    one strided slice per kernel offset, no loop over pixels."""
+    n, ho, wo, c, kh, kw = g.shape
+    (h, w), (sh, sw), (dh, dw) = image, stride, dilation
+    top, bottom, left, right = padding
+    out = np.zeros((n, c, h + top + bottom, w + left + right), dtype=g.dtype)
+    windows = g.transpose(0, 3, 4, 5, 1, 2)  # (N, C, kH, kW, H_out, W_out)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                j * dw:j * dw + sw * (wo - 1) + 1:sw] += windows[:, :, i, j]
+    return np.ascontiguousarray(out[:, :, top:top + h, left:left + w])

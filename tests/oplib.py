@@ -52,6 +52,35 @@ def _np_log_softmax(x):
     return x - _np_lse(x, -1, True)
 
 
+def _np_conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """Direct convolution: a sum over kernel offsets of shifted, strided image slices."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    n, c, h, wd = x.shape
+    c_out, cg, kh, kw = w.shape
+    ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (wd - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, c_out, ho, wo))
+    per = c_out // groups
+    for g in range(groups):
+        xs, ws = x[:, g * cg:(g + 1) * cg], w[g * per:(g + 1) * per]
+        for i in range(kh):
+            for j in range(kw):
+                window = xs[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+                out[:, g * per:(g + 1) * per] += np.einsum("nchw,oc->nohw", window, ws[:, :, i, j])
+    return out if b is None else out + b[:, None, None]
+
+
+def _np_pool(x, k, s, p, reduce, fill):
+    x = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
+    ho, wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+    windows = [x[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+               for i in range(k) for j in range(k)]
+    return reduce(np.stack(windows), axis=0)
+
+
+CONV_OPS = ("patches", "patches_adjoint", "matmul", "reshape", "transpose")
+
+
 BINARY_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (3,))]
 UNARY_SHAPES = [((5,),), ((3, 4),)]
 
@@ -112,6 +141,39 @@ ROWS = [
     Row("matmul_batched", F.matmul, np.matmul, torch.matmul,
         [((2, 1, 3, 4), (3, 4, 2)), ((2, 3, 4, 5), (2, 3, 5, 2)), ((2, 3, 4), (4, 5)),
          ((4,), (2, 4, 3)), ((2, 3, 4), (4,)), ((3, 4), (2, 4, 1))], ops=("matmul", "reshape")),
+    Row("conv2d", F.conv2d, _np_conv2d, torch.nn.functional.conv2d,
+        [((2, 3, 7, 5), (4, 3, 3, 3), (4,)), ((1, 1, 4, 4), (2, 1, 1, 1), (2,))],
+        ops=CONV_OPS + ("add",)),
+    Row("conv2d_strided_padded", lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+        lambda x, w: _np_conv2d(x, w, stride=(2, 2), padding=(1, 1)),
+        lambda x, w: torch.nn.functional.conv2d(x, w, stride=2, padding=1),
+        [((2, 3, 7, 5), (4, 3, 3, 2))], ops=CONV_OPS),
+    Row("conv2d_dilated_grouped",
+        lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2),
+        lambda x, w: _np_conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=(2, 2), groups=2),
+        lambda x, w: torch.nn.functional.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2,
+                                                groups=2),
+        [((1, 4, 7, 6), (6, 2, 3, 3))], ops=CONV_OPS),
+    Row("conv1d", lambda x, w, b: F.conv1d(x, w, b, stride=2, padding=1),
+        lambda x, w, b: _np_conv2d(x[:, :, None], w[:, :, None], b, stride=(1, 2),
+                                   padding=(0, 1))[:, :, 0],
+        lambda x, w, b: torch.nn.functional.conv1d(x, w, b, stride=2, padding=1),
+        [((2, 3, 9), (4, 3, 3), (4,))], ops=CONV_OPS + ("add",)),
+    Row("max_pool2d", lambda x: F.max_pool2d(x, 3, stride=2, padding=1),
+        lambda x: _np_pool(x, 3, 2, 1, np.max, -np.inf),
+        lambda x: torch.nn.functional.max_pool2d(x, 3, stride=2, padding=1),
+        [((2, 3, 7, 5),)], ops=("patches", "patches_adjoint", "max", "transpose")),
+    Row("avg_pool2d", lambda x: F.avg_pool2d(x, 2), lambda x: _np_pool(x, 2, 2, 0, np.mean, 0.0),
+        lambda x: torch.nn.functional.avg_pool2d(x, 2),
+        [((2, 3, 7, 5),)], ops=("patches", "patches_adjoint", "sum", "transpose")),
+    Row("pad", lambda x: F.pad(x, (1, 2, 0, 3), value=0.5),
+        lambda x: np.pad(x, ((0, 0), (0, 3), (1, 2)), constant_values=0.5),
+        lambda x: torch.nn.functional.pad(x, (1, 2, 0, 3), value=0.5),
+        [((2, 3, 4),)], ops=("patches", "patches_adjoint", "reshape")),
+    Row("pad_last_axis", lambda x: F.pad(x, (2, 1)), lambda x: np.pad(x, ((0, 0), (2, 1))),
+        lambda x: torch.nn.functional.pad(x, (2, 1)), [((3, 5),)], ops=("patches",)),
+    Row("flatten", F.flatten, lambda x: x.reshape(x.shape[0], -1), lambda x: torch.flatten(x, 1),
+        [((2, 3, 4, 5),)], ops=("reshape",)),
     Row("transpose", lambda a: F.transpose(a), np.transpose, lambda a: a.permute(*reversed(range(a.ndim))),
         [((3, 4),), ((2, 3, 4),)]),
     Row("transpose_axes", lambda a: F.transpose(a, (1, 2, 0)), lambda a: np.transpose(a, (1, 2, 0)),

@@ -95,6 +95,21 @@ class _Reads:
                          "view": view + suffix, "other": other})
         return operands[-1]["symbol"]
 
+    def gather(self, node, operands, at, valid=None, fill="0.0"):
+        """Device code loading buffer ``node`` at the index ``at`` (one device expression per
+        axis of ``node``; ``valid``: where the index is inside, ``fill`` elsewhere): the
+        buffer is passed once, with its own strides, however many places read it."""
+        found = next((o for o in operands if o["node"] is node and o.get("gather")), None)
+        if found is None:
+            name = f"{operands.prefix}{len(operands)}"
+            found = {"node": node, "symbol": sympy.Symbol(name), "name": name,
+                     "view": self.names[node], "gather": node.ndim, "other": "0.0"}
+            operands.append(found)
+            self.sizes.update(free_symbols(node.shape))  # the host may use its sizes
+        address = " + ".join(f"({i}) * {found['name']}_g{d}" for d, i in enumerate(at)) or "0"
+        mask = "mask" if valid is None else f"mask & ({valid})"
+        return f"tl.load({found['name']}_ptr + {address}, mask={mask}, other={fill})"
+
     def exprs(self, members, operands, heavy_symbol=None, heavy=None):
         """sympy expressions for the elementwise members (a heavy node becomes a symbol)."""
         exprs = {}
@@ -234,8 +249,10 @@ class TritonEmitter:
         own = OPS[top.op].triton
         if own is not None:  # an op with Triton code of its own (a kernel to itself)
 
-            def read(node, suffix=""):
-                return str(reads.operand(node, k.members, operands, suffix))
+            def read(node, suffix="", at=None, valid=None, fill="0.0"):
+                if at is None:
+                    return str(reads.operand(node, k.members, operands, suffix))
+                return reads.gather(node, operands, at, valid, fill)
 
             code = own(top, read, f"i{dims[-1]}" if dims else None)
             host += code.get("host", [])
