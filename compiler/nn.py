@@ -16,7 +16,7 @@ built twice has the same names and the same initial values.
 """
 from compiler.graph import user_location
 from compiler.naming import Unnamed
-from compiler.ops import api as F
+from compiler.ops import api as F, conv
 from compiler.ops.registry import OPS
 from runtime.errors import GradcError
 
@@ -40,8 +40,45 @@ def activation(act):
     return None if act in IDENTITY else getattr(F, act)
 
 
-class Dense:
-    """``act(x @ W + b)`` with ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``."""
+class Layer:
+    """A layer with parameters: ``kind`` names it when unnamed (``dense0``, ``conv1``), and
+    ``specs()`` lists its parameters as ``(field, shape, init)``."""
+
+    kind = "layer"
+
+    def _named(self, name):
+        self._name = name
+        self._unnamed = Unnamed(self.kind)
+
+    @property
+    def name(self):
+        """The given name, the one the Model gave, or ``None`` before a Model is built."""
+        return self._name or self._unnamed.value
+
+    def specs(self):
+        return []
+
+    def params(self):
+        """The layer's parameters (placeholders until the layer has a name)."""
+        if self.name is not None:
+            return [F.Param(f"{self.name}.{field}", shape, init=init)
+                    for field, shape, init in self.specs()]
+        return [F.layer_param(self._unnamed, field, shape, init)
+                for field, shape, init in self.specs()]
+
+
+def _positive(layer, *sizes):
+    for n in sizes:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise GradcError(f"{layer} needs positive integer sizes, got "
+                             f"{', '.join(repr(s) for s in sizes)}", where=user_location())
+
+
+class Dense(Layer):
+    """``act(x @ W + b)`` with ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``;
+    on an N-D input it acts on the last axis."""
+
+    kind = "dense"
 
     def __init__(self, n_in, n_out, act=None, init="xavier", bias=True, name=None):
         activation(act)  # a one-line error now for an unknown name
@@ -50,23 +87,13 @@ class Dense:
                 raise GradcError(f"Dense needs positive integer sizes, got {n_in} => {n_out}",
                                  where=user_location())
         self.n_in, self.n_out, self.act, self.init, self.bias = n_in, n_out, act, init, bias
-        self._name = name
-        self._unnamed = Unnamed("dense")
+        self._named(name)
 
-    @property
-    def name(self):
-        """The given name, the one the Model gave, or ``None`` before a Model is built."""
-        return self._name or self._unnamed.value
-
-    def params(self):
-        """The layer's parameters ``W`` and ``b`` (placeholders until the layer has a name)."""
+    def specs(self):
         specs = [("W", (self.n_in, self.n_out), self.init)]
         if self.bias:
             specs.append(("b", (self.n_out,), "zeros"))
-        if self.name is not None:
-            return [F.Param(f"{self.name}.{field}", shape, init=init)
-                    for field, shape, init in specs]
-        return [F.layer_param(self._unnamed, field, shape, init) for field, shape, init in specs]
+        return specs
 
     def __call__(self, x):
         params = self.params()
@@ -84,6 +111,106 @@ class Dense:
         return f"Dense({self.n_in} => {self.n_out}, act={self.act!r})"
 
 
+class Conv2d(Layer):
+    """``torch.nn.Conv2d``: weight (out_channels, in_channels / groups, kH, kW) and bias
+    (out_channels,), both initialised as PyTorch does (uniform in +-1/sqrt(fan_in),
+    fan_in = in_channels / groups * kH * kW: ``kaiming_uniform``)."""
+
+    kind = "conv"
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, init="kaiming_uniform", name=None):
+        kh, kw = kernel_size if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
+        _positive("Conv2d", in_channels, out_channels, kh, kw, groups)
+        if in_channels % groups or out_channels % groups:
+            raise GradcError(f"Conv2d: in_channels {in_channels} and out_channels {out_channels} "
+                             f"must be divisible by groups {groups}", where=user_location())
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (kh, kw)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.bias, self.init = bias, init
+        self._named(name)
+
+    def specs(self):
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        specs = [("W", (self.out_channels, self.in_channels // self.groups) + self.kernel_size,
+                  self.init)]
+        if self.bias:
+            specs.append(("b", (self.out_channels,), f"uniform({fan_in ** -0.5!r})"))
+        return specs
+
+    def __call__(self, x):
+        params = self.params()
+        x = F.as_node(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise GradcError(f"{self!r} expects inputs (N, {self.in_channels}, H, W), got shape "
+                             f"{x.shape}", where=user_location())
+        return conv.conv2d(x, params[0], params[1] if self.bias else None, self.stride,
+                        self.padding, self.dilation, self.groups)
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding})")
+
+
+class MaxPool2d:
+    """``torch.nn.MaxPool2d``: the maximum of each window (stride defaults to the kernel)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        self.kernel_size, self.stride, self.padding, self.dilation = (kernel_size, stride,
+                                                                      padding, dilation)
+
+    def __call__(self, x):
+        return conv.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def __repr__(self):
+        return f"MaxPool2d({self.kernel_size})"
+
+
+class AvgPool2d:
+    """``torch.nn.AvgPool2d``: the mean of each window (stride defaults to the kernel)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def __call__(self, x):
+        return conv.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def __repr__(self):
+        return f"AvgPool2d({self.kernel_size})"
+
+
+class Flatten:
+    """``torch.nn.Flatten``: axes ``start_dim`` (1) to ``end_dim`` (-1) as one."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def __call__(self, x):
+        return conv.flatten(x, self.start_dim, self.end_dim)
+
+    def __repr__(self):
+        return "Flatten()"
+
+
+class Residual:
+    """``x + block(x)``: a skip connection around ``block`` (a layer or a Chain)."""
+
+    def __init__(self, block):
+        if not callable(block):
+            raise GradcError(f"Residual needs a callable block, got {block!r}",
+                             where=user_location())
+        self.block = block
+
+    def params(self):
+        return self.block.params() if hasattr(self.block, "params") else []
+
+    def __call__(self, x):
+        return x + self.block(x)
+
+    def __repr__(self):
+        return f"Residual({self.block!r})"
+
+
 class Chain:
     """Layers applied in order; a named chain names its unnamed layers ``NAME.dense0``, ...,
     and the layers of an unnamed chain inside it ``NAME.chain1.dense0``, ...."""
@@ -94,9 +221,9 @@ class Chain:
         pending = [self] if name else []
         while pending:  # iterative: chains nest to any depth
             chain = pending.pop()
-            for i, layer in enumerate(l for l in chain.layers if isinstance(l, (Dense, Chain))):
-                if isinstance(layer, Dense) and layer.name is None:
-                    layer._name = f"{chain.name}.dense{i}"
+            for i, layer in enumerate(l for l in chain.layers if isinstance(l, (Layer, Chain))):
+                if isinstance(layer, Layer) and layer.name is None:
+                    layer._name = f"{chain.name}.{layer.kind}{i}"
                 elif isinstance(layer, Chain) and layer.name is None:
                     layer.name = f"{chain.name}.chain{i}"
                     pending.append(layer)
