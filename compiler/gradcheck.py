@@ -118,13 +118,16 @@ def check_hessian(model, data=None, batch_size=4, seed=0, h=1e-5):
     For a random direction ``v``: ``H v`` against ``(g(p + h v) - g(p - h v)) / 2h``.
     """
     prog, batch, params, rng = _setup(model, data, batch_size, seed)
-    vector = {k: rng.normal(size=v.shape) for k, v in params.items()}
+    vector = {k: rng.normal(size=params[k].shape) for k in prog.trainable}
     loss, _ = prog.loss_and_grad(params, batch)
     hv = prog.hvp(params, batch, vector)
-    _, up = prog.loss_and_grad({k: v + h * vector[k] for k, v in params.items()}, batch)
-    _, down = prog.loss_and_grad({k: v - h * vector[k] for k, v in params.items()}, batch)
+    _, up = prog.loss_and_grad({**params, **{k: params[k] + h * v for k, v in vector.items()}},
+                               batch)
+    _, down = prog.loss_and_grad({**params, **{k: params[k] - h * v for k, v in vector.items()}},
+                                 batch)
     rows, entries = [], []
-    for k, v in params.items():
+    for k in prog.trainable:
+        v = params[k]
         numeric = (up[k] - down[k]) / (2 * h)
         rows.append((k, _relative(hv[k], numeric, loss), v.size))
         noise = 10 * EPS * max(1.0, np.max(np.abs(up[k]), initial=0.0)) / h
@@ -143,7 +146,8 @@ def check_gradients(model, data=None, batch_size=4, seed=0, h=1e-6, max_entries=
     prog, batch, params, rng = _setup(model, data, batch_size, seed)
     loss, grads = prog.loss_and_grad(params, batch)
     rows, entries = [], []
-    for name, value in params.items():
+    for name in prog.trainable:  # (buffers are state, not trained: no gradient)
+        value = params[name]
         flat = value.reshape(-1)
         picks = np.arange(flat.size)
         if flat.size > max_entries:

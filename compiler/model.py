@@ -10,7 +10,8 @@
 from compiler.graph import Graph, Node, toposort, user_location
 from compiler.naming import name_placeholders
 from compiler.ops import api as F
-from compiler.ops.leaf import is_input, is_param
+from compiler.ops import mode
+from compiler.ops.leaf import is_buffer, is_input, is_param
 from compiler.shapes import fmt
 from runtime.errors import GradcError
 
@@ -20,6 +21,9 @@ class Model:
 
     ``metrics`` maps names to scalar nodes evaluated after each epoch; by default a
     loss built with ``F.cross_entropy`` or ``F.bce_with_logits`` adds ``accuracy``.
+    ``loss``, ``outputs`` and ``metrics`` are the training mode's; where a layer differs
+    in evaluation mode (batch norm), ``evaluation`` holds the evaluation mode's, and
+    ``updates`` each buffer's new value after a training step.
     """
 
     def __init__(self, inputs, outputs=None, loss=None, name=None, metrics=None):
@@ -49,9 +53,19 @@ class Model:
         self.metrics = {k: F.as_node(v) for k, v in metrics.items()}
         roots = [self.loss, *self.outputs.values(), *self.metrics.values()]
         roots = name_placeholders(roots)  # unnamed layers and dropout masks, in graph order
+        evaluated, _ = mode.resolve(roots, training=False)
+        roots, updates = mode.resolve(roots, training=True)
         self.loss, rest = roots[0], iter(roots[1:])
         self.outputs = {k: next(rest) for k in self.outputs}
         self.metrics = {k: next(rest) for k in self.metrics}
+        # What changes after each training step besides the parameters (running statistics)
+        self.updates = updates
+        # The loss, outputs and metrics in evaluation mode, when any differs from training's
+        # (batch norm: running statistics instead of the batch's); else empty
+        self.evaluation = {}
+        if any(a is not b for a, b in zip(evaluated, roots)):
+            names = ["loss", *self.outputs, *(f"metric:{k}" for k in self.metrics)]
+            self.evaluation = dict(zip(names, evaluated))
         for metric, m in self.metrics.items():
             if m.shape != () or m.dtype != "float":
                 raise GradcError(f"metric {metric!r} must be a float scalar, "
@@ -62,8 +76,10 @@ class Model:
                 raise GradcError(f"input {n.name!r} is used but not listed in Model(inputs=...)",
                                  where=n.source_line or where)
         self.params = [n for n in nodes if is_param(n)]
+        everything = toposort([*nodes, *updates.values(), *self.evaluation.values()])
+        self.buffers = [n for n in everything if is_buffer(n)]
         seen = {}
-        for p in self.params:
+        for p in self.params + self.buffers:
             if p.name in seen:
                 raise GradcError(f"parameter name {p.name!r} is used twice "
                                  f"(shapes {fmt(seen[p.name].shape)} and {fmt(p.shape)}); "

@@ -17,7 +17,7 @@ salts 1, 2, ....  The names depend only on the model's structure.
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
 """
 from compiler.graph import located, make, toposort
-from compiler.ops.leaf import is_param
+from compiler.ops.leaf import is_buffer, is_param
 
 
 class Unnamed:
@@ -57,7 +57,8 @@ def name_placeholders(roots):
     nodes = toposort(roots)
     tokens = list(dict.fromkeys(t for t in map(_placeholder, nodes) if t is not None))
     named = [t.value for t in tokens if t.value is not None]
-    taken = {n.name.split(".")[0] for n in nodes if is_param(n) and n.attr("layer") is None}
+    taken = {n.name.split(".")[0] for n in nodes
+             if (is_param(n) or is_buffer(n)) and n.attr("layer") is None}
     taken.update(v for v in named if isinstance(v, str))
     salts = {n.attr("salt") for n in nodes if isinstance(n.attr("salt"), int)}
     salts.update(v for v in named if isinstance(v, int))
@@ -83,7 +84,7 @@ def name_placeholders(roots):
             continue
         attrs = {k: v for k, v in n.attrs}
         if token is not None:
-            if is_param(n):  # a layer's parameter: "<layer>.W" once the layer has a name
+            if is_param(n) or is_buffer(n):  # a layer's: "<layer>.W" once the layer has a name
                 attrs["name"] = f"{token.value}.{attrs.pop('field')}"
                 attrs.pop("layer")
             else:

@@ -17,6 +17,7 @@ built twice has the same names and the same initial values.
 from compiler.graph import user_location
 from compiler.naming import Unnamed
 from compiler.ops import api as F, conv
+from compiler.ops.batchnorm import batch_norm
 from compiler.ops.registry import OPS
 from runtime.errors import GradcError
 
@@ -57,6 +58,17 @@ class Layer:
 
     def specs(self):
         return []
+
+    def buffer_specs(self):
+        """The layer's buffers (state it updates while training) as ``(field, shape, init)``."""
+        return []
+
+    def buffers(self):
+        if self.name is not None:
+            return [F.Buffer(f"{self.name}.{field}", shape, init=init)
+                    for field, shape, init in self.buffer_specs()]
+        return [F.layer_buffer(self._unnamed, field, shape, init)
+                for field, shape, init in self.buffer_specs()]
 
     def params(self):
         """The layer's parameters (placeholders until the layer has a name)."""
@@ -150,6 +162,54 @@ class Conv2d(Layer):
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding})")
+
+
+class BatchNorm2d(Layer):
+    """``torch.nn.BatchNorm2d`` over (N, C, H, W): ``weight`` (ones) and ``bias`` (zeros)
+    per channel, and the buffers ``running_mean`` (zeros) and ``running_var`` (ones),
+    which each training step updates (``F.batch_norm``); ``predict`` and ``evaluate``
+    normalise with them."""
+
+    kind = "bn"
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, name=None):
+        _positive(type(self).__name__, num_features)
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        self._named(name)
+
+    def specs(self):
+        if not self.affine:
+            return []
+        return [("weight", (self.num_features,), "ones"), ("bias", (self.num_features,), "zeros")]
+
+    def buffer_specs(self):
+        return [("running_mean", (self.num_features,), "zeros"),
+                ("running_var", (self.num_features,), "ones")]
+
+    def __call__(self, x):
+        x = F.as_node(x)
+        if x.ndim not in self.shapes or x.shape[1] != self.num_features:
+            raise GradcError(f"{self!r} expects inputs {' or '.join(self.shapes.values())} with "
+                             f"C = {self.num_features}, got shape {x.shape}",
+                             where=user_location())
+        weight, bias = self.params() if self.affine else (None, None)
+        mean, var = self.buffers()
+        return batch_norm(x, mean, var, weight, bias, self.momentum, self.eps)
+
+    @property
+    def shapes(self):
+        return {4: "(N, C, H, W)"}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.num_features})"
+
+
+class BatchNorm1d(BatchNorm2d):
+    """``torch.nn.BatchNorm1d`` over (N, C) or (N, C, L); see ``BatchNorm2d``."""
+
+    @property
+    def shapes(self):
+        return {2: "(N, C)", 3: "(N, C, L)"}
 
 
 class MaxPool2d:

@@ -31,8 +31,12 @@ PRECISIONS = ("ieee", "tf32", "tf32x3")
 
 
 def training_graph(model):
-    """The optimised graph: ``loss``, ``grad:<param>``, the outputs and ``metric:<name>``."""
+    """The optimised graph: ``loss``, ``grad:<param>``, the outputs and ``metric:<name>``;
+    ``update:<name>``, each buffer's value after a training step; ``eval:<name>``, the
+    loss, outputs and metrics in evaluation mode where they differ (batch norm)."""
     extra = {**model.outputs, **{f"metric:{k}": v for k, v in model.metrics.items()}}
+    extra.update((f"update:{b.name}", v) for b, v in model.updates.items())
+    extra.update((f"eval:{k}", v) for k, v in model.evaluation.items())
     return optimize(gradient_graph(model.loss, model.params, extra))
 
 
@@ -47,11 +51,13 @@ def derivative_graph(model):
 
 
 def forward_nodes(model):
-    return set(toposort([model.loss, *model.outputs.values(), *model.metrics.values()]))
+    return set(toposort([model.loss, *model.outputs.values(), *model.metrics.values(),
+                         *model.updates.values(), *model.evaluation.values()]))
 
 
 def predict_nodes(model):
-    return set(toposort(list(model.outputs.values())))
+    outputs = [model.evaluation.get(k, v) for k, v in model.outputs.items()]
+    return set(toposort(outputs))
 
 
 def kernels_of(model, graph):

@@ -55,7 +55,9 @@ class Program:
         dtype = module.DTYPE  # a numpy type, or a torch dtype for the Triton backend
         self.dtype = np.dtype(dtype if isinstance(dtype, type) else str(dtype).replace("torch.", ""))
         self.inputs = module.INPUTS
-        self.param_specs = module.PARAMS
+        self.param_specs = module.PARAMS  # parameters and buffers (trained or not)
+        self.buffers = tuple(getattr(module, "BUFFERS", ()))
+        self.trainable = [name for name in self.param_specs if name not in self.buffers]
         self.outputs = module.OUTPUTS
         self.metrics = module.METRICS
         self.optimizers = module.OPTIMIZERS
@@ -79,17 +81,19 @@ class Program:
         return out
 
     def init_params(self, seed=0):
-        """Fresh parameters: a dict name -> array, drawn reproducibly from ``seed``."""
+        """Fresh parameters and buffers: a dict name -> array, drawn reproducibly from ``seed``."""
         return {name: initial_value(init, shape, name, seed, self.dtype)
                 for name, (shape, init) in self.param_specs.items()}
 
     # -- checking what the user passes ---------------------------------------
-    def check_params(self, params):
-        missing = [n for n in self.param_specs if n not in params]
+    def check_params(self, params, names=None):
+        names = list(self.param_specs) if names is None else names
+        missing = [n for n in names if n not in params]
         if missing:
             raise DataError(f"missing parameters: {', '.join(missing)}")
         out = {}
-        for name, (shape, _) in self.param_specs.items():
+        for name in names:
+            shape = self.param_specs[name][0]
             value = np.asarray(params[name])
             if value.shape != tuple(shape):
                 raise DataError(f"parameter {name!r} has shape {value.shape}, expected {tuple(shape)}")
@@ -181,7 +185,7 @@ class Program:
         """
         kernel = getattr(self.module, f"update_{optimizer.rule}")
         hyper = optimizer.hyper(step, optimizer.lr if lr is None else lr)
-        for name in self.param_specs:
+        for name in self.trainable:
             if self.backend == "triton":  # run on the device, then copy the results back
                 from runtime.tkernels import to_device
 
@@ -205,7 +209,7 @@ class Program:
     def check_tangents(self, tangents, what="tangents"):
         if not isinstance(tangents, dict):
             raise DataError(f"{what} must be a dict parameter name -> array")
-        return self.check_params(tangents)
+        return self.check_params(tangents, self.trainable)
 
     def jvp(self, params, batch, tangents, rng=None):
         """``(loss, directional derivative)`` of the loss along ``tangents`` (forward mode)."""

@@ -238,20 +238,27 @@ def _assign(dst, src):
 
 
 def flat_parameters(prog, params, on_device=False):
-    """One flat buffer holding every parameter, and a dict of views into it (PARAM_NAMES order).
+    """One flat buffer holding every trained parameter, and a dict of views into it (PARAM_NAMES
+    order), with each buffer (running statistics) as an array of its own.
 
     With ``params`` None the buffer is left uninitialised (for gradients); with
     ``on_device`` it is a torch tensor for the Triton backend."""
-    sizes = [int(np.prod(shape)) for shape, _ in prog.param_specs.values()]
+    specs = [(name, prog.param_specs[name][0]) for name in prog.trainable]
+    sizes = [int(np.prod(shape)) for _, shape in specs]
     flat = np.empty(sum(sizes), dtype=prog.dtype)
     if on_device:
         flat = _to_device(flat)
     views, offset = {}, 0
-    for (name, (shape, _)), size in zip(prog.param_specs.items(), sizes):
+    for (name, shape), size in zip(specs, sizes):
         views[name] = flat[offset:offset + size].reshape(tuple(shape))
         if params is not None:
             _assign(views[name], params[name])
         offset += size
+    if params is not None:  # buffers (running statistics): arrays of their own, not trained
+        for name in prog.buffers:
+            views[name] = np.array(params[name], dtype=prog.dtype)
+            if on_device:
+                views[name] = _to_device(views[name])
     return flat, views
 
 

@@ -86,8 +86,10 @@ def training(writer, args):
     outs = writer.graph.outputs
     loss = {"loss": outs["loss"]}
     grads = {k: v for k, v in outs.items() if k.startswith("grad:")}
-    predicted = {k: v for k, v in outs.items() if k in writer.model.outputs}
-    metrics = {k: v for k, v in outs.items() if k.startswith("metric:")}
+    # predict and evaluate run in evaluation mode (batch norm's running statistics)
+    predicted = {k: outs.get(f"eval:{k}", v) for k, v in outs.items() if k in writer.model.outputs}
+    metrics = {k: outs.get(f"eval:{k}", v) for k, v in outs.items() if k.startswith("metric:")}
+    evaluated = {"loss": outs.get("eval:loss", outs["loss"])}
 
     def scalar(v):
         return f"float({v(loss['loss'])})"
@@ -97,7 +99,7 @@ def training(writer, args):
 
     def metric_dict(v):
         items = "".join(f", {k[7:]!r}: float({v(n)})" for k, n in metrics.items())
-        return f"{{'loss': {scalar(v)}{items}}}"
+        return f"{{'loss': float({v(evaluated['loss'])}){items}}}"
 
     sources, inputs = _collect([
         ("loss", entry(writer, args, "loss", "The loss (a float) for one batch.", loss, scalar)),
@@ -108,7 +110,7 @@ def training(writer, args):
                           predicted, lambda v: _array_dict(predicted, v, 0))),
         ("evaluate", entry(writer, args, "evaluate",
                            "The loss and every metric (floats) for one batch.",
-                           {**loss, **metrics}, metric_dict)),
+                           {**evaluated, **metrics}, metric_dict)),
     ])
     return sources + [train_epoch(writer, args)], inputs
 
@@ -118,13 +120,15 @@ def train_epoch(writer, args):
     names, outs, model = writer.names.of, writer.graph.outputs, writer.model
     grads = [outs[f"grad:{p.name}"] for p in model.params]
     metrics = {k[7:]: v for k, v in outs.items() if k.startswith("metric:")}
-    wanted = [outs["loss"], *grads, *metrics.values()]
+    updated = {b: outs[f"update:{b.name}"] for b in model.updates}
+    wanted = [outs["loss"], *grads, *metrics.values(), *updated.values()]
     kernels = needed_kernels(writer, wanted)
     read = {i: None for k in kernels for i in k.inputs}
     read.update((x, None) for x in wanted)
     used = [x for x in model.inputs if x in read]
     prologue = [f"{names[x]}_all = data[{x.name!r}]" for x in used]
-    prologue += [f"{names[p]} = params[{p.name!r}]" for p in model.params if p in read]
+    prologue += [f"{names[p]} = params[{p.name!r}]" for p in model.params + model.buffers
+                 if p in read]
     slices = [f"{names[x]} = {names[x]}_all[start:start + batch_size]" for x in used]
     for s in _sizes(writer, kernels, args):
         holder, axis = _holder(writer, s)
@@ -134,8 +138,8 @@ def train_epoch(writer, args):
     prologue += [f"g_{names[p]} = grads[{p.name!r}]" for p in model.params]
     copied = [(p, g) for p, g in zip(model.params, grads) if writer.grad_of.get(g) is not p]
     read = {a for k in kernels for a in args[k]}  # (a gradient two parameters share is copied)
-    read.update(value_of(writer, n)
-                for n in [outs["loss"], *metrics.values(), *(g for _, g in copied)])
+    read.update(value_of(writer, n) for n in [outs["loss"], *metrics.values(),
+                                               *(g for _, g in copied), *updated.values()])
     calls = []
     for k in kernels:
         call_args = list(args[k])
@@ -148,6 +152,8 @@ def train_epoch(writer, args):
             call = f"{_results(writer, k)} = {call}"
         calls.append(call)  # a call that only writes gradients in place assigns nothing
     copies = [f"g_{names[p]}[...] = {value_of(writer, g)}" for p, g in copied]
+    # the buffers' new values (running statistics), written once the step has read them
+    copies += [f"params[{b.name!r}][...] = {value_of(writer, v)}" for b, v in updated.items()]
     length = f"{names[used[0]]}_all.shape[0]" if used else "1"
     sums = Names(names.values())  # each metric's running sum
     return render("train_epoch.py.jinja", prologue=prologue, slices=slices, calls=calls,

@@ -102,7 +102,7 @@ class ModuleWriter:
             updates = []
         model = self.model
         inputs = {x.name: (tuple(str(d) for d in x.shape), x.attr("dtype")) for x in model.inputs}
-        params = {p.name: (p.shape, p.attr("init")) for p in model.params}
+        params = {p.name: (p.shape, p.attr("init")) for p in model.params + model.buffers}
         table = [repr({**self.table_row(k), **code.table.get(k, {})}) for k in self.kernels]
         return render(f"{self.emitter.backend}/module.py.jinja", backend=self.emitter.backend,
                       version=VERSION,
@@ -110,6 +110,7 @@ class ModuleWriter:
                       n_nodes=len(self.graph.nodes), title=model.name or self.source_name,
                       kind=self.kind, entry_names=list(entry_inputs), inputs=repr(inputs),
                       params=repr(params), outputs=repr(tuple(model.outputs)),
+                      buffers=repr(tuple(b.name for b in model.buffers)) if model.buffers else "",
                       metrics=repr(tuple(model.metrics)), entry_inputs=repr(entry_inputs),
                       symbols=repr(self.symbols),
                       optimizers=repr(tuple(u["function"][7:] for u in updates)),

@@ -25,7 +25,7 @@ from compiler.optim import RULES
 
 ENTRIES = ("loss", "loss_and_grad", "predict", "evaluate", "train_epoch", "jvp", "hvp")
 MODULE = ("numpy", "torch", "triton", "tl", "_rt", "DTYPE", "INPUTS", "PARAMS", "OUTPUTS",
-          "METRICS", "ENTRY_INPUTS", "SHAPE_SYMBOLS", "PARAM_NAMES", "OPTIMIZERS", "KERNELS",
+          "METRICS", "ENTRY_INPUTS", "SHAPE_SYMBOLS", "PARAM_NAMES", "OPTIMIZERS", "KERNELS", "BUFFERS",
           "INPUT_PRECISION", "BLOCK", "CE_BLOCK_C")
 LOCALS = ("params", "batch", "tangents", "rng", "grads", "state", "name", "data", "batch_size",
           "step_update", "seed", "step", "losses", "start",                 # entry points
@@ -41,7 +41,9 @@ def result_name(output):
     kind, _, what = output.partition(":")
     if not what:
         return f"{output}_value" if output in ENTRIES else output
-    return what if kind == "metric" else f"{kind}_{what}"
+    if kind == "metric":
+        return what
+    return f"new_{what}" if kind == "update" else f"{kind}_{what}"  # a buffer's next value
 
 
 def location(where):
@@ -84,7 +86,7 @@ def module_names(model, graph, kernels, symbols):
         names.add(("sym", s), s, exact=True)
     for x in model.inputs:
         names.add(x, x.name)
-    for p in model.params:
+    for p in model.params + model.buffers:
         names.add(p, p.name)
     for leaf in graph.nodes:
         if is_tangent(leaf):

@@ -4,10 +4,11 @@ Primitives (with derivative rules) live in one file per family and register
 themselves in ``registry.OPS``; composites are built from them.  Each elementwise op
 is ``F.<name>`` (``F.exp``, ``F.gelu``) from its registry entry alone.
 """
-from compiler.ops import conv, leaf, linalg, loss, pointwise, random, reduce, shape  # noqa: F401  (register)
+from compiler.ops import conv, leaf, linalg, loss, mode, pointwise, random, reduce, shape  # noqa: F401,E501  (register)
+from compiler.ops.batchnorm import batch_norm  # noqa: F401
 from compiler.ops.conv import avg_pool2d, conv1d, conv2d, flatten, max_pool2d, pad  # noqa: F401
 from compiler.ops.api import (  # noqa: F401
-    Input, Param, add, as_node, broadcast_to, const, div, dropout, elementwise_function, equal,
+    Buffer, Input, Param, add, as_node, broadcast_to, const, div, dropout, elementwise_function, equal,
     greater, greater_equal, heaviside, less, less_equal, logsumexp, matmul, max, mean, mul,
     not_equal, one_hot, reshape, sub, sum, transpose, unbroadcast, where,
 )

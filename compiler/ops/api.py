@@ -82,6 +82,19 @@ def layer_param(layer, field, shape, init):
                 init=init)
 
 
+def Buffer(name, shape, init="zeros"):
+    """State with a fixed shape that is fed with the parameters but not trained (as
+    PyTorch's ``register_buffer``): batch norm's running mean and variance."""
+    param = Param(name, shape, init)  # the same checks of the name, shape and init
+    return make("buffer", name=param.name, shape=param.shape, init=init)
+
+
+def layer_buffer(layer, field, shape, init):
+    """A buffer of a layer that has no name yet (see ``layer_param``)."""
+    return make("buffer", name=f"{layer.kind}.{field}", field=field, layer=layer, shape=shape,
+                init=init)
+
+
 def tangent(name, shape):
     """A tangent leaf, fed by parameter ``name`` (forward mode, Hessian-vector products)."""
     return make("tangent", name=name, shape=shape)

@@ -1,4 +1,4 @@
-"""Leaves of the graph: data inputs, trainable parameters, tangents and constants.
+"""Leaves of the graph: data inputs, trainable parameters, buffers, tangents and constants.
 
 Code outside ``compiler/ops`` asks which leaf a node is with the predicates below.
 """
@@ -21,6 +21,11 @@ register(OpDef("input", "leaf", shape=lambda i, a: as_shape(a["shape"]), dtype=_
 register(OpDef("param", "leaf", shape=lambda i, a: as_shape(a["shape"]),
                dtype=lambda i, a: "float", doc="a trainable parameter", flops=0, feed="params",
                text=lambda n: f"param {n.name} : {fmt(n.shape)} init={n.attr('init')}"))
+register(OpDef("buffer", "leaf", shape=lambda i, a: as_shape(a["shape"]),
+               dtype=lambda i, a: "float",
+               doc="state fed with the parameters but not trained (running statistics)",
+               flops=0, feed="params",
+               text=lambda n: f"buffer {n.name} : {fmt(n.shape)} init={n.attr('init')}"))
 register(OpDef("tangent", "leaf", shape=lambda i, a: as_shape(a["shape"]),
                dtype=lambda i, a: "float",
                doc="a direction in parameter space, fed by parameter name (forward mode, hvp)",
@@ -38,6 +43,12 @@ def is_input(node):
 def is_param(node):
     """Whether ``node`` is a trainable parameter."""
     return node.op == "param"
+
+
+def is_buffer(node):
+    """Whether ``node`` is a buffer: state fed with the parameters but not trained, which
+    a training step may update (batch norm's running statistics)."""
+    return node.op == "buffer"
 
 
 def is_tangent(node):

@@ -4,7 +4,8 @@ Every rule is a value in this table so that it can be listed, tested and
 checked for completeness (``missing_rules()``).  An op's fields:
 
 - ``kind``: ``leaf``, ``elementwise``, ``contraction`` (matmul), ``reduce``, ``shape``,
-  ``random`` or ``loss`` (a fused primitive);
+  ``random``, ``loss`` (a fused primitive) or ``mode`` (one value while training, another
+  while evaluating: ``Model`` resolves it, so nothing after it sees one);
 - ``shape(inputs, attrs) -> shape`` and ``dtype(inputs, attrs) -> dtype``;
 - ``scalar(*args, **attrs) -> sympy expression`` for elementwise ops: the op's
   meaning at the scalar level; its derivative is ``sympy.diff`` of it; ``arity``: how
@@ -55,7 +56,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-KINDS = ("leaf", "elementwise", "contraction", "reduce", "shape", "random", "loss")
+KINDS = ("leaf", "elementwise", "contraction", "reduce", "shape", "random", "loss", "mode")
 VIEWS = ("", "relabel", "permute", "broadcast")
 
 
@@ -124,6 +125,8 @@ def missing_rules():
     numpy and Triton printing."""
     missing = []
     for op in OPS.values():
+        if op.kind == "mode":  # resolved by Model before anything reads these rules
+            continue
         if op.kind == "leaf":
             if op.text is None:
                 missing.append(f"{op.name}: text")
