@@ -184,6 +184,9 @@ class Node:
     def max(self, axis=None, keepdims=False):
         return _ops().max(self, axis, keepdims)
 
+    def __getitem__(self, key):
+        return _ops().getitem(self, key)
+
 
 def _ops():
     from compiler import ops

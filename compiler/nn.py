@@ -16,7 +16,7 @@ built twice has the same names and the same initial values.
 """
 from compiler.graph import user_location
 from compiler.naming import Unnamed
-from compiler.ops import api as F, conv
+from compiler.ops import api as F, conv, indexing, statistics
 from compiler.ops.batchnorm import batch_norm
 from compiler.ops.registry import OPS
 from runtime.errors import GradcError
@@ -210,6 +210,60 @@ class BatchNorm1d(BatchNorm2d):
     @property
     def shapes(self):
         return {2: "(N, C)", 3: "(N, C, L)"}
+
+
+class Embedding(Layer):
+    """``torch.nn.Embedding``: row ``i`` of ``weight`` (num_embeddings, embedding_dim),
+    initialised from the standard normal, for each integer ``i`` of the input."""
+
+    kind = "embedding"
+
+    def __init__(self, num_embeddings, embedding_dim, init="normal(1)", name=None):
+        _positive("Embedding", num_embeddings, embedding_dim)
+        self.num_embeddings, self.embedding_dim, self.init = num_embeddings, embedding_dim, init
+        self._named(name)
+
+    def specs(self):
+        return [("weight", (self.num_embeddings, self.embedding_dim), self.init)]
+
+    def __call__(self, idx):
+        idx = F.as_node(idx)
+        if idx.dtype != "int":
+            raise GradcError(f"{self!r} expects integer inputs, got {idx.dtype}",
+                             where=user_location())
+        return indexing.take(self.params()[0], idx, axis=0)
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class LayerNorm(Layer):
+    """``torch.nn.LayerNorm``: the last axes (``normalized_shape``) normalised to mean 0
+    and variance 1, then scaled by ``weight`` (ones) and shifted by ``bias`` (zeros)."""
+
+    kind = "layernorm"
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 name=None):
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
+            tuple(normalized_shape)
+        _positive("LayerNorm", *shape)
+        self.normalized_shape, self.eps = shape, eps
+        self.elementwise_affine, self.bias = elementwise_affine, bias
+        self._named(name)
+
+    def specs(self):
+        if not self.elementwise_affine:
+            return []
+        specs = [("weight", self.normalized_shape, "ones")]
+        return specs + [("bias", self.normalized_shape, "zeros")] if self.bias else specs
+
+    def __call__(self, x):
+        params = self.params() + [None, None]
+        return statistics.layer_norm(x, self.normalized_shape, params[0], params[1], self.eps)
+
+    def __repr__(self):
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
 
 
 class MaxPool2d:

@@ -227,3 +227,21 @@ def patches_adjoint(g, image, kernel, stride, dilation, padding):
             out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
                 j * dw:j * dw + sw * (wo - 1) + 1:sw] += windows[:, :, i, j]
     return np.ascontiguousarray(out[:, :, top:top + h, left:left + w])
+
+
+def unslice(g, shape, key):
+    """Zeros of ``shape`` with ``g`` at ``[key]`` (the adjoint of a slice)."""
+    out = np.zeros(shape, dtype=g.dtype)
+    out[key] = g
+    return out
+
+
+def scatter_add(g, idx, axis, n):
+    """Zeros with axis ``axis`` of length ``n``, each element of ``g`` added at the place
+    ``idx`` (of ``g``'s shape) names along that axis: repeated indices sum."""
+    g = np.asarray(g)
+    out = np.zeros(g.shape[:axis] + (n,) + g.shape[axis + 1:], dtype=g.dtype)
+    places = list(np.indices(g.shape, sparse=True))
+    places[axis] = np.asarray(idx)
+    np.add.at(out, tuple(places), g)
+    return out

@@ -228,6 +228,122 @@ ROWS = [
 ]
 
 
+def _torch_index(*keys):
+    """``t[key0][key1]...`` for torch with numpy's meaning (torch has no negative steps):
+    the same elements picked by their flat positions, whose backward adds into place."""
+    def pick(t):
+        flat = np.arange(t.numel()).reshape(tuple(t.shape))
+        for key in keys:
+            flat = flat[key]
+        return t.reshape(-1)[torch.as_tensor(flat.copy())]
+    return pick
+
+
+def _torch_split_reversed(a, parts, axis):
+    return torch.cat(list(reversed(torch.split(a, parts, axis))), axis)
+
+
+def _np_split_reversed(a, parts, axis):
+    return _torch_split_reversed(torch.as_tensor(a), parts, axis).numpy()
+
+
+# Indexing: negative and stepped slices, new axes, 0-d and size-1 axes; gathers whose
+# indices repeat (more indices than places), so their adjoint's sums are exercised.
+INDEXING = ("slice", "unslice", "reshape")
+ROWS += [
+    Row("getitem", lambda a: a[1:, ::-2, None, -1], lambda a: a[1:, ::-2, None, -1],
+        _torch_index((slice(1, None), slice(None, None, -2), None, -1)), [((4, 5, 3),)],
+        ops=INDEXING),
+    Row("getitem_steps", lambda a: a[..., 5:0:-2][::2], lambda a: a[..., 5:0:-2][::2],
+        _torch_index((Ellipsis, slice(5, 0, -2)), slice(None, None, 2)), [((6,),)], ops=INDEXING),
+    Row("getitem_matrix_steps", lambda a: a[-2::-3, 1:-1:2], lambda a: a[-2::-3, 1:-1:2],
+        _torch_index((slice(-2, None, -3), slice(1, -1, 2))), [((7, 6),), ((1, 4),)],
+        ops=INDEXING),
+    Row("getitem_new_axes", lambda a: a[None, ..., None], lambda a: a[None, ..., None],
+        lambda a: a[None, ..., None], [((),), ((1, 3),)], ops=("reshape",)),
+    Row("getitem_integers", lambda a: a[0, -1:], lambda a: a[0, -1:],
+        lambda a: a[0, -1:], [((1, 3),), ((3, 1, 2),)], ops=INDEXING),
+    Row("take", lambda x, k: F.take(x, k, axis=1), lambda x, k: np.take(x, k, axis=1),
+        lambda x, k: x[:, k], [((3, 4, 2), (2, 5)), ((2, 4), ())], int_inputs={1: 4},
+        ops=("take_along_axis", "scatter_add", "reshape", "broadcast_to")),
+    Row("take_rows", lambda w, k: F.take(w, k, axis=0), lambda w, k: w[k],
+        lambda w, k: torch.nn.functional.embedding(k, w), [((4, 3), (2, 5)), ((4, 1), (6,))],
+        int_inputs={1: 4}, ops=("take_along_axis", "scatter_add")),
+    Row("take_along_axis", lambda x, k: F.take_along_axis(x, k, axis=1),
+        lambda x, k: np.take_along_axis(x, k, axis=1),
+        lambda x, k: torch.take_along_dim(x, k, dim=1), [((3, 4), (3, 6)), ((2, 4, 3), (1, 5, 3))],
+        int_inputs={1: 4}, ops=("take_along_axis", "scatter_add")),
+    Row("concat", lambda a, b: F.concat([a, b, a], axis=1),
+        lambda a, b: np.concatenate([a, b, a], axis=1), lambda a, b: torch.cat([a, b, a], 1),
+        [((2, 3), (2, 1)), ((1, 2, 2), (1, 3, 2))], ops=("concat", "slice", "unslice")),
+    Row("stack", lambda a, b: F.stack([a, b], axis=-1), lambda a, b: np.stack([a, b], -1),
+        lambda a, b: torch.stack([a, b], -1), [((2, 3), (2, 3)), ((), ())],
+        ops=("concat", "reshape")),
+    Row("split", lambda a: F.concat(list(reversed(F.split(a, 2, axis=1))), axis=1),
+        lambda a: _np_split_reversed(a, 2, 1), lambda a: _torch_split_reversed(a, 2, 1),
+        [((3, 5),)], ops=("slice", "unslice", "concat")),
+    Row("split_sizes", lambda a: F.split(a, [1, 3], axis=0)[1],
+        lambda a: a[1:], lambda a: torch.split(a, [1, 3], 0)[1], [((4, 2),)], ops=INDEXING),
+    Row("tril", lambda a: F.tril(a, -1), lambda a: np.tril(a, -1), lambda a: torch.tril(a, -1),
+        [((4, 3),), ((2, 3, 5),)]),
+    Row("triu", lambda a: F.triu(a, 1), lambda a: np.triu(a, 1), lambda a: torch.triu(a, 1),
+        [((3, 4),), ((2, 1, 1),)]),
+]
+
+
+def _np_gelu_tanh(a):
+    return a / 2 * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))
+
+
+def _np_layer_norm(x, w, b, axes):
+    centred = x - x.mean(axis=axes, keepdims=True)
+    return centred / np.sqrt((centred ** 2).mean(axis=axes, keepdims=True) + 1e-5) * w + b
+
+
+ROWS += [
+    Row("var", lambda a: F.var(a, axis=1), lambda a: np.var(a, axis=1, ddof=1),
+        lambda a: torch.var(a, 1), [((3, 4),), ((2, 5, 3),)], ops=("sum", "sub", "mul")),
+    Row("var_population", lambda a: F.var(a, (0, 2), correction=0, keepdims=True),
+        lambda a: np.var(a, axis=(0, 2), keepdims=True),
+        lambda a: torch.var(a, (0, 2), correction=0, keepdim=True), [((2, 3, 4),)],
+        ops=("sum", "sub", "mul")),
+    Row("std", F.std, lambda a: np.std(a, ddof=1), torch.std, [((3, 4),), ((5,),)],
+        ops=("sum", "sub", "mul", "pow")),
+    Row("min", lambda a: F.min(a, axis=1), lambda a: a.min(axis=1), lambda a: torch.amin(a, 1),
+        [((3, 4),), ((2, 5, 3),)], ops=("max", "neg")),
+    Row("min_ties", lambda a: F.min(F.concat([a, a], axis=-1), axis=-1),
+        lambda a: a.min(axis=-1), lambda a: torch.amin(torch.cat([a, a], -1), -1),
+        [((3, 4),)], ops=("max", "neg", "concat")),
+    Row("argmax", lambda a: F.take_along_axis(a, F.argmax(a, axis=1, keepdims=True), axis=1),
+        lambda a: np.take_along_axis(a, np.argmax(a, axis=1, keepdims=True), axis=1),
+        lambda a: torch.take_along_dim(a, torch.argmax(a, 1, keepdim=True), 1),
+        [((3, 4),), ((2, 5, 3),)], ops=("argmax", "take_along_axis")),
+    Row("argmax_flat", lambda a: F.take(a, F.argmax(a)), lambda a: np.take(a, np.argmax(a)),
+        lambda a: a.reshape(-1)[torch.argmax(a)], [((5,),), ((3, 4),)], ops=("argmax",)),
+    Row("clip", lambda a: F.clip(a, -0.5, 0.7), lambda a: np.clip(a, -0.5, 0.7),
+        lambda a: torch.clamp(a, -0.5, 0.7), UNARY_SHAPES, ops=("where", "less", "greater")),
+    # x on a bound everywhere: its gradient flows to x (bounds included), none to the bounds
+    Row("clip_at_bounds", lambda a, b: F.clip(a, F.minimum(a, b), F.maximum(a, b)),
+        lambda a, b: a, lambda a, b: torch.clamp(a, torch.minimum(a, b), torch.maximum(a, b)),
+        [((3, 4), (3, 4))], ops=("where", "less", "greater")),
+    Row("gelu_tanh", lambda a: F.gelu(a, approximate="tanh"), _np_gelu_tanh,
+        lambda a: torch.nn.functional.gelu(a, approximate="tanh"), UNARY_SHAPES),
+    Row("softmax_axis0", lambda a: F.softmax(a, axis=0), lambda a: np.exp(a - _np_lse(a, 0, True)),
+        lambda a: torch.softmax(a, 0), [((3, 4),), ((2, 3, 4),)],
+        ops=("logsumexp", "exp", "sub")),
+    Row("log_softmax_axis1", lambda a: F.log_softmax(a, axis=1), lambda a: a - _np_lse(a, 1, True),
+        lambda a: torch.log_softmax(a, 1), [((2, 3, 4),)], ops=("logsumexp", "sub")),
+    Row("layer_norm", lambda x, w, b: F.layer_norm(x, (4,), w, b),
+        lambda x, w, b: _np_layer_norm(x, w, b, (-1,)),
+        lambda x, w, b: torch.nn.functional.layer_norm(x, (4,), w, b),
+        [((3, 4), (4,), (4,)), ((2, 3, 4), (4,), (4,))], ops=("sum", "sub", "mul", "div")),
+    Row("layer_norm_2d", lambda x, w, b: F.layer_norm(x, (2, 3), w, b),
+        lambda x, w, b: _np_layer_norm(x, w, b, (-2, -1)),
+        lambda x, w, b: torch.nn.functional.layer_norm(x, (2, 3), w, b),
+        [((4, 2, 3), (2, 3), (2, 3))], ops=("sum", "sub", "mul", "div")),
+]
+
+
 def sample(shape, domain, rng):
     if domain == "positive":
         return rng.uniform(0.5, 2.0, size=shape)

@@ -23,8 +23,10 @@ def test_every_registered_op_has_a_row():
     covered = set()
     for row in ROWS:
         covered.update(row.ops or (row.name,))
+    # (a "mode" op never reaches a backend: Model resolves it; test_convnets.py checks it)
     untested = sorted(name for name, op in OPS.items()
-                      if op.kind != "leaf" and not op.user_defined and name not in covered)
+                      if op.kind not in ("leaf", "mode") and not op.user_defined
+                      and name not in covered)
     assert untested == []
 
 

@@ -9,7 +9,9 @@ finite everywhere.
 >>> import sympy
 >>> x = sympy.Symbol("x")
 >>> TritonPrinter().doprint(sympy.exp(-x) * x**2 + sympy.tanh(x))
-'x*x*tl.exp(-x) + _tanh(x)'
+'(x*x)*tl.exp(-x) + _tanh(x)'
+>>> TritonPrinter().doprint(1 / x**2 / (x + 1))
+'1.0/((x*x)*(x + 1.0))'
 """
 import sympy
 from sympy.printing.precedence import PRECEDENCE
@@ -45,8 +47,10 @@ class TritonPrinter(PythonCodePrinter):
         if expr.is_number and expr.is_finite:  # sqrt(2): a literal, not an op on a float32 one
             return self._print_Float(sympy.Float(expr.evalf(17), 17))
         b = self.parenthesize(base, PRECEDENCE["Mul"])
-        if ex.is_Integer and 0 < ex <= 4:
-            return "*".join([b] * int(ex))
+        if ex == 1:
+            return b
+        if ex.is_Integer and 1 < ex <= 4:  # in parentheses: a power binds tighter than a divide
+            return f"({'*'.join([b] * int(ex))})"
         if ex.is_Integer and -4 <= ex < 0:
             return f"1.0/({'*'.join([b] * int(-ex))})"
         if ex == sympy.S.Half:

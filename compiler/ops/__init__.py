@@ -7,6 +7,11 @@ is ``F.<name>`` (``F.exp``, ``F.gelu``) from its registry entry alone.
 from compiler.ops import conv, leaf, linalg, loss, mode, pointwise, random, reduce, shape  # noqa: F401,E501  (register)
 from compiler.ops.batchnorm import batch_norm  # noqa: F401
 from compiler.ops.conv import avg_pool2d, conv1d, conv2d, flatten, max_pool2d, pad  # noqa: F401
+from compiler.ops.indexing import (  # noqa: F401
+    concat, getitem, split, stack, take, take_along_axis, tril, triu,
+)
+from compiler.ops.statistics import argmax, layer_norm, min, std, var  # noqa: F401
+from compiler.ops.api import clip, gelu  # noqa: F401
 from compiler.ops.api import (  # noqa: F401
     Buffer, Input, Param, add, as_node, broadcast_to, const, div, dropout, elementwise_function, equal,
     greater, greater_equal, heaviside, less, less_equal, logsumexp, matmul, max, mean, mul,

@@ -191,6 +191,29 @@ def heaviside(x, at0=0):
 
 
 
+def clip(x, min=None, max=None):  # noqa: A002
+    """``torch.clamp``: ``x`` limited to ``[min, max]`` (numbers or tensors; either may be
+    None); the gradient flows to ``x`` inside the bounds, bounds included, and to a bound
+    where it is taken.  Where ``min > max`` the result is ``max``."""
+    if min is None and max is None:
+        raise GradcError("clip needs min or max", where=user_location())
+    out = _as_number(x)
+    if min is not None:
+        out = where(less(out, min), min, out)
+    if max is not None:
+        out = where(greater(out, max), max, out)
+    return out
+
+
+def gelu(x, approximate="none"):
+    """``torch.nn.functional.gelu``: ``x * Phi(x)`` (``approximate="none"``) or its tanh
+    approximation (``"tanh"``)."""
+    if approximate not in ("none", "tanh"):
+        raise GradcError(f"gelu's approximate must be 'none' or 'tanh', got {approximate!r}",
+                         where=user_location())
+    return _ew("gelu" if approximate == "none" else "gelu_tanh", x)
+
+
 def greater(a, b):
     return make("greater", (as_node(a), as_node(b)))
 

@@ -135,6 +135,9 @@ _elementwise("relu", S.Relu, doc="max(a, 0); derivative 0 at 0", function=S.Relu
              numpy_code="numpy.maximum({0}, 0)", triton_code="tl.maximum({0}, 0.0)")
 _elementwise("gelu", lambda a: a / 2 * (1 + sympy.erf(a / sympy.sqrt(2))),
              doc="a * Phi(a), Phi the normal distribution function (exact, via erf)")
+_elementwise("gelu_tanh", lambda a: a / 2 * (1 + sympy.tanh(
+    sympy.Float("0.79788456080286535588", 17) * (a + sympy.Float("0.044715", 17) * a**3))),
+    doc="a/2 * (1 + tanh(sqrt(2/pi) * (a + 0.044715 a^3))), gelu's tanh approximation")
 _elementwise("softsign", lambda a: a / (1 + sympy.Abs(a)), doc="a / (1 + |a|)")
 _elementwise("abs", sympy.Abs, doc="|a|; derivative sign(a), 0 at 0", function=sympy.Abs,
              numpy_code="numpy.abs({0})", triton_code="tl.abs({0})")
