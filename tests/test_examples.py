@@ -65,6 +65,23 @@ def test_digits_reaches_95_percent(tmp_path):
     assert result["accuracy"] >= 0.95 and len(result["per_class"]) == 10
 
 
+def test_cnn_digits_learns(tmp_path):
+    pytest.importorskip("sklearn")
+    result, pngs = run("cnn_digits", tmp_path)
+    assert pngs == ["cnn_digits.png"]
+    assert result["accuracy"] >= 0.95 and result["losses"][-1] < result["losses"][0] / 5
+
+
+def test_resnet_blocks_residual_trains_and_plain_does_not(tmp_path):
+    pytest.importorskip("sklearn")
+    result, pngs = run("resnet_blocks", tmp_path)
+    assert pngs == ["resnet_blocks.png"]
+    plain, residual = result["plain"], result["residual"]
+    assert residual["losses"][-1] < 0.95 * residual["losses"][0]
+    assert residual["losses"][-1] < plain["losses"][-1] - 0.1
+    assert residual["test_accuracy"][-1] > plain["test_accuracy"][-1] + 0.2
+
+
 def test_flops_sqrt_exp(tmp_path):
     result, pngs = run("flops_sqrt_exp", tmp_path)
     assert pngs == ["flops_sqrt_exp.png"]
