@@ -14,9 +14,11 @@ built twice has the same names and the same initial values.
 >>> [p.name for p in net.params()]
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']
 """
+import math
+
 from compiler.graph import user_location
 from compiler.naming import Unnamed
-from compiler.ops import api as F, conv, indexing, statistics
+from compiler.ops import api as F, composite, conv, indexing, statistics
 from compiler.ops.batchnorm import batch_norm
 from compiler.ops.registry import OPS
 from runtime.errors import GradcError
@@ -264,6 +266,95 @@ class LayerNorm(Layer):
 
     def __repr__(self):
         return f"LayerNorm({self.normalized_shape}, eps={self.eps})"
+
+
+def causal_mask(scores):
+    """``scores`` (..., T, T) with every entry above the diagonal -inf (a position attends
+    to itself and the positions before it): softmax then gives those entries weight 0."""
+    t = scores.shape[-1]
+    above = indexing.triu(F.broadcast_to(F.const(-math.inf), (t, t)), 1)
+    return indexing.tril(scores) + above
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head scaled dot-product self-attention over (B, T, dim): one fused projection to
+    queries, keys and values (``in_proj_W`` (dim, 3 dim), ``in_proj_b``), ``heads`` heads
+    of ``dim / heads``, ``softmax(q k^T / sqrt(dim / heads))`` (``causal``: each position
+    sees only itself and earlier ones), dropout on the attention weights while training,
+    and the output projection (``out_proj_W``, ``out_proj_b``).  Weights are Xavier-uniform
+    and biases zero, as ``torch.nn.MultiheadAttention``'s in-projection."""
+
+    kind = "attn"
+
+    def __init__(self, dim, heads, causal=False, dropout=0.0, name=None):
+        _positive("MultiHeadAttention", dim, heads)
+        if dim % heads:
+            raise GradcError(f"MultiHeadAttention: {heads} heads do not divide the width {dim}",
+                             where=user_location())
+        if not 0 <= dropout < 1:
+            raise GradcError(f"MultiHeadAttention: dropout must be in [0, 1), got {dropout!r}",
+                             where=user_location())
+        self.dim, self.heads, self.causal, self.dropout = dim, heads, causal, dropout
+        self._dropout_salt = Unnamed("salt")
+        self._named(name)
+
+    def specs(self):
+        d = self.dim
+        return [("in_proj_W", (d, 3 * d), "xavier"), ("in_proj_b", (3 * d,), "zeros"),
+                ("out_proj_W", (d, d), "xavier"), ("out_proj_b", (d,), "zeros")]
+
+    def weights(self, x):
+        """The attention weights (B, heads, T, T) of input ``x`` (B, T, dim), and the values."""
+        w_in, b_in = self.params()[:2]
+        x = F.as_node(x)
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise GradcError(f"{self!r} expects inputs (B, T, {self.dim}), got shape {x.shape}",
+                             where=user_location())
+        b, t, d = x.shape
+        head = d // self.heads
+        qkv = F.matmul(x, w_in) + b_in
+
+        def split_heads(part):  # (B, T, dim) -> (B, heads, T, dim / heads)
+            return F.transpose(F.reshape(part, (b, t, self.heads, head)), (0, 2, 1, 3))
+
+        q, k, v = (split_heads(part) for part in indexing.split(qkv, d, axis=-1))
+        scores = F.matmul(q, F.swap_last(k)) * (1.0 / math.sqrt(head))
+        if self.causal:
+            scores = causal_mask(scores)
+        return composite.softmax(scores, axis=-1), v
+
+    def __call__(self, x):
+        attention, v = self.weights(x)
+        b, _, t, head = v.shape
+        if self.dropout:
+            attention = F.dropout(attention, self.dropout, salt=self._dropout_salt)
+        mixed = F.reshape(F.transpose(F.matmul(attention, v), (0, 2, 1, 3)), (b, t, self.dim))
+        w_out, b_out = self.params()[2:]
+        return F.matmul(mixed, w_out) + b_out
+
+    def __repr__(self):
+        return f"MultiHeadAttention({self.dim}, heads={self.heads}, causal={self.causal})"
+
+
+class TransformerBlock:
+    """A pre-norm transformer block over (B, T, dim): ``x + attn(ln1(x))``, then
+    ``x + mlp(ln2(x))`` with ``mlp`` = Dense(dim, mlp_ratio * dim, GELU), Dense back."""
+
+    def __init__(self, dim, heads, mlp_ratio=4, causal=True, dropout=0.0):
+        _positive("TransformerBlock", dim, heads, mlp_ratio)
+        self.ln1, self.ln2 = LayerNorm(dim), LayerNorm(dim)
+        self.attn = MultiHeadAttention(dim, heads, causal=causal, dropout=dropout)
+        self.mlp = Chain(Dense(dim, mlp_ratio * dim, act="gelu"), Dense(mlp_ratio * dim, dim))
+
+    def params(self):
+        return [p for layer in (self.ln1, self.attn, self.ln2, self.mlp) for p in layer.params()]
+
+    def __call__(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+    def __repr__(self):
+        return f"TransformerBlock({self.attn.dim}, heads={self.attn.heads})"
 
 
 class MaxPool2d:

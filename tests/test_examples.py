@@ -82,6 +82,12 @@ def test_resnet_blocks_residual_trains_and_plain_does_not(tmp_path):
     assert residual["test_accuracy"][-1] > plain["test_accuracy"][-1] + 0.2
 
 
+def test_tiny_gpt_learns_to_sort(tmp_path):
+    result, pngs = run("tiny_gpt", tmp_path)
+    assert pngs == ["tiny_gpt.png"]
+    assert result["per_token"] > 0.5 and result["exact"] > 0.05  # chance: 0.1 and 1e-8
+
+
 def test_flops_sqrt_exp(tmp_path):
     result, pngs = run("flops_sqrt_exp", tmp_path)
     assert pngs == ["flops_sqrt_exp.png"]
