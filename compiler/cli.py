@@ -145,6 +145,25 @@ def _parser():
     t.add_argument("--out", metavar="DIR", help="write DIR/history.json and DIR/params.npz")
     t.add_argument("--plot", metavar="PNG", help="draw the loss curves to this PNG file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    o = sub.add_parser("report", help="the whole compilation as one self-contained web page",
+                       description="Write one HTML file that works offline: the model file, the "
+                       "graph of the training step coloured by kernel, the kernels with their "
+                       "costs and their numpy and Triton source, linked both ways; the flop "
+                       "counts, the memory traffic, the traces of a model of scalars and, with "
+                       "--history, the loss curves.")
+    o.add_argument("model", metavar="MODEL.py")
+    o.add_argument("-o", "--out", metavar="FILE.html",
+                   help="where to write the page (default: MODEL_report.html here)")
+    o.add_argument("--batch", type=positive_int, help="evaluate the formulas at this batch size "
+                   f"(default: the model file's batch size, else {TRAIN_DEFAULTS['batch_size']})")
+    o.add_argument("--backend", choices=["numpy", "triton"],
+                   help="show only this backend's source (default: both, side by side)")
+    o.add_argument("--gpu", choices=["h100"], help="add a roofline time per kernel (a model)")
+    o.add_argument("--history", metavar="PATH.history", help="draw the loss curves of the run "
+                   "whose history `gradc train --checkpoint PATH` wrote")
+    o.add_argument("--at", metavar="X1=V,X2=V", help="a model of scalars: where to trace it "
+                   "(default: at its initial parameters)")
     return p
 
 
@@ -437,8 +456,27 @@ def cmd_trace(args):
     return 0
 
 
+def cmd_report(args):
+    """Write the report page: the output is checked first, the page written atomically."""
+    from compiler.report import BACKENDS, build, render
+
+    out = Path(args.out) if args.out else Path(f"{Path(args.model).stem}_report.html")
+    ckpt.check_writable(out, "report")
+    ns = modelfile.load(args.model)
+    backends = (args.backend,) if args.backend else BACKENDS
+    page = render(build(args.model, ns, batch=args.batch, backends=backends, gpu=args.gpu,
+                        history=args.history, at=args.at,
+                        default_batch=TRAIN_DEFAULTS["batch_size"]))
+    try:
+        write_atomic(out, page)
+    except OSError as e:
+        raise GradcError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"wrote {out} ({len(page.encode()):,} bytes)")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "train": cmd_train, "flops": cmd_flops,
-            "inspect": cmd_inspect, "trace": cmd_trace}
+            "inspect": cmd_inspect, "trace": cmd_trace, "report": cmd_report}
 
 
 def main(argv=None):

@@ -344,7 +344,7 @@ class TransformerBlock:
         _positive("TransformerBlock", dim, heads, mlp_ratio)
         self.ln1, self.ln2 = LayerNorm(dim), LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, heads, causal=causal, dropout=dropout)
-        self.mlp = Chain(Dense(dim, mlp_ratio * dim, act="gelu"), Dense(mlp_ratio * dim, dim))
+        self.mlp = Chain(Dense(dim, mlp_ratio * dim, act=F.gelu), Dense(mlp_ratio * dim, dim))
 
     def params(self):
         return [p for layer in (self.ln1, self.attn, self.ln2, self.mlp) for p in layer.params()]
