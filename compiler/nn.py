@@ -21,6 +21,7 @@ from compiler.naming import Unnamed
 from compiler.ops import api as F, composite, conv, indexing, statistics
 from compiler.ops.batchnorm import batch_norm
 from compiler.ops.registry import OPS
+from compiler.shapes import numel
 from runtime.errors import GradcError
 
 IDENTITY = ("identity", "linear")
@@ -88,6 +89,20 @@ def _positive(layer, *sizes):
                              f"{', '.join(repr(s) for s in sizes)}", where=user_location())
 
 
+def affine(x, weight, bias=None, act=None):
+    """``act(x @ weight + bias)`` over the last axis of ``x``; an N-D ``x`` is one matrix of
+    rows while the bias and activation are applied, so that they fuse into the matmul's
+    kernel, and takes its shape back after."""
+    lead = x.shape[:-1]
+    rows = F.reshape(x, (numel(lead), x.shape[-1])) if x.ndim > 2 else x
+    z = F.matmul(rows, weight)
+    if bias is not None:
+        z = z + bias
+    if act is not None:
+        z = act(z)
+    return F.reshape(z, lead + (weight.shape[-1],)) if x.ndim > 2 else z
+
+
 class Dense(Layer):
     """``act(x @ W + b)`` with ``W`` of shape ``(n_in, n_out)`` and ``b`` of shape ``(n_out,)``;
     on an N-D input it acts on the last axis."""
@@ -115,11 +130,7 @@ class Dense(Layer):
         if x.ndim < 1 or x.shape[-1] != self.n_in:
             raise GradcError(f"{self!r} expects inputs with last dimension {self.n_in}, "
                              f"got shape {x.shape}", where=user_location())
-        z = F.matmul(x, params[0])
-        if self.bias:
-            z = z + params[1]
-        act = activation(self.act)
-        return act(z) if act is not None else z
+        return affine(x, params[0], params[1] if self.bias else None, activation(self.act))
 
     def __repr__(self):
         return f"Dense({self.n_in} => {self.n_out}, act={self.act!r})"
@@ -277,8 +288,9 @@ def causal_mask(scores):
 
 
 class MultiHeadAttention(Layer):
-    """Multi-head scaled dot-product self-attention over (B, T, dim): one fused projection to
-    queries, keys and values (``in_proj_W`` (dim, 3 dim), ``in_proj_b``), ``heads`` heads
+    """Multi-head scaled dot-product self-attention over (B, T, dim): one fused projection
+    weight for queries, keys and values (``in_proj_W`` (dim, 3 dim), ``in_proj_b``; each
+    third multiplies the input in a matmul of its own, so no activation is sliced), ``heads`` heads
     of ``dim / heads``, ``softmax(q k^T / sqrt(dim / heads))`` (``causal``: each position
     sees only itself and earlier ones), dropout on the attention weights while training,
     and the output projection (``out_proj_W``, ``out_proj_b``).  Weights are Xavier-uniform
@@ -312,12 +324,12 @@ class MultiHeadAttention(Layer):
                              where=user_location())
         b, t, d = x.shape
         head = d // self.heads
-        qkv = F.matmul(x, w_in) + b_in
 
-        def split_heads(part):  # (B, T, dim) -> (B, heads, T, dim / heads)
+        def project(i):  # part i of the fused projection: (B, heads, T, dim / heads)
+            part = affine(x, w_in[:, i * d:(i + 1) * d], b_in[i * d:(i + 1) * d])
             return F.transpose(F.reshape(part, (b, t, self.heads, head)), (0, 2, 1, 3))
 
-        q, k, v = (split_heads(part) for part in indexing.split(qkv, d, axis=-1))
+        q, k, v = project(0), project(1), project(2)
         scores = F.matmul(q, F.swap_last(k)) * (1.0 / math.sqrt(head))
         if self.causal:
             scores = causal_mask(scores)
@@ -329,8 +341,7 @@ class MultiHeadAttention(Layer):
         if self.dropout:
             attention = F.dropout(attention, self.dropout, salt=self._dropout_salt)
         mixed = F.reshape(F.transpose(F.matmul(attention, v), (0, 2, 1, 3)), (b, t, self.dim))
-        w_out, b_out = self.params()[2:]
-        return F.matmul(mixed, w_out) + b_out
+        return affine(mixed, *self.params()[2:])
 
     def __repr__(self):
         return f"MultiHeadAttention({self.dim}, heads={self.heads}, causal={self.causal})"

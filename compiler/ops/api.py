@@ -280,6 +280,9 @@ def transpose(x, axes=None):
     """Permute axes (default: reverse them); ``x.T`` for a matrix."""
     x = as_node(x)
     perm = tuple(reversed(range(x.ndim))) if axes is None else tuple(_axis(a, x) for a in axes)
+    if len(perm) == x.ndim and x.op == "transpose":  # a permutation of a permutation: one
+        outer = x.attr("perm")
+        x, perm = x.inputs[0], tuple(outer[p] for p in perm)
     if perm == tuple(range(x.ndim)):
         return x
     return make("transpose", (x,), perm=perm)
@@ -295,6 +298,8 @@ def reshape(x, shape):
         known = numel([d for d in as_shape([d for d in shape if d != -1])])
         shape[shape.index(-1)] = sympy.simplify(sympy.sympify(numel(x.shape)) / known)
     shape = as_shape(shape)
+    if x.op == "reshape":  # a reshape of a reshape: one
+        x = x.inputs[0]
     if shape == x.shape:
         return x
     return make("reshape", (x,), shape=shape)
