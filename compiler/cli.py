@@ -145,6 +145,9 @@ def _parser():
     t.add_argument("--out", metavar="DIR", help="write DIR/history.json and DIR/params.npz")
     t.add_argument("--plot", metavar="PNG", help="draw the loss curves to this PNG file")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--nproc", type=positive_int, metavar="N",
+                   help="train data-parallel in N processes on this machine (torch.distributed; "
+                   "--batch-size is per process); under torchrun, leave it out")
 
     o = sub.add_parser("report", help="the whole compilation as one self-contained web page",
                        description="Write one HTML file that works offline: the model file, the "
@@ -259,35 +262,48 @@ TRAIN_DEFAULTS = {"optimizer": "sgd", "lr": None, "schedule": None, "weight_deca
 
 def cmd_train(args):
     from compiler.pipeline import compile
+    from runtime import distributed
     from runtime.train import train
 
-    ns = modelfile.load(args.model)
-    defaults = dict(TRAIN_DEFAULTS)
-    file_settings = ns.get("training", {}) or {}
-    unknown = sorted(set(file_settings) - set(TRAIN_SETTINGS))
-    if unknown:
-        raise GradcError(f"unknown setting {unknown[0]!r} in the model file's `training` dict",
-                         where=str(args.model))
-    defaults.update(file_settings)
-    settings = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
-                for k in TRAIN_SETTINGS}
-    if args.resume and not args.checkpoint:
-        raise GradcError("--resume needs --checkpoint PATH")
-    out = _writable_dir(args.out) if args.out else None  # every output checked before any work
-    if args.plot:
-        from compiler.plot import check_output
+    if args.nproc is not None and not distributed.launched():
+        if args.nproc > 1:  # this process starts the workers, each running this command
+            return distributed.launch(args.nproc, "compiler", args.argv)
+    elif args.nproc is not None and args.nproc != int(os.environ["WORLD_SIZE"]):
+        raise GradcError(f"--nproc {args.nproc}, but the launcher started "
+                         f"{os.environ['WORLD_SIZE']} processes: leave --nproc out under torchrun")
+    group = distributed.join(args.backend == "triton") if distributed.launched() else None
+    rank0 = group is None or group.rank == 0  # rank 0 alone prints and writes
+    with distributed.agreeing(group):  # bad input on any rank stops every rank
+        ns = modelfile.load(args.model)
+        defaults = dict(TRAIN_DEFAULTS)
+        file_settings = ns.get("training", {}) or {}
+        unknown = sorted(set(file_settings) - set(TRAIN_SETTINGS))
+        if unknown:
+            raise GradcError(f"unknown setting {unknown[0]!r} in the model file's `training` dict",
+                             where=str(args.model))
+        defaults.update(file_settings)
+        settings = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
+                    for k in TRAIN_SETTINGS}
+        if args.resume and not args.checkpoint:
+            raise GradcError("--resume needs --checkpoint PATH")
+        out = _writable_dir(args.out) if args.out and rank0 else None  # outputs before any work
+        if args.plot and rank0:
+            from compiler.plot import check_output
 
-        check_output(args.plot)
-    if args.checkpoint:
-        ckpt.check_writable(args.checkpoint)
-    prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
-                   input_precision=args.input_precision)
-    if prog.inputs or args.data or "data" in ns:
-        data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
-    else:  # a function of its parameters alone: full-batch steps on no data
-        data = {}
+            check_output(args.plot)
+        if args.checkpoint and rank0:
+            ckpt.check_writable(args.checkpoint)
+        prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
+                       input_precision=args.input_precision)
+        if prog.inputs or args.data or "data" in ns:
+            data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
+        else:  # a function of its parameters alone: full-batch steps on no data
+            data = {}
     hist = train(prog, data, seed=args.seed, quiet=args.quiet, checkpoint=args.checkpoint,
-                 checkpoint_every=args.checkpoint_every, resume=args.resume, **settings)
+                 checkpoint_every=args.checkpoint_every, resume=args.resume,
+                 distributed=group is not None, **settings)
+    if not rank0:
+        return 0
     if args.resume and hist.start_epoch == settings["epochs"]:
         print(f"nothing to train: the checkpoint is already at epoch {hist.start_epoch} of "
               f"{settings['epochs']}")
@@ -482,9 +498,11 @@ COMMANDS = {"compile": cmd_compile, "check": cmd_check, "train": cmd_train, "flo
 def main(argv=None):
     try:
         args = _parser().parse_args(argv)
+        args.argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         return COMMANDS[args.verb](args)
     except GradcError as e:
-        print(f"gradc: error: {e}", file=sys.stderr)
+        if getattr(e, "echo", True):  # an error every rank stops on: printed once per machine
+            print(f"gradc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gradc: interrupted", file=sys.stderr)

@@ -11,12 +11,14 @@ True
 import contextlib
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from runtime import checkpoint as ckpt
+from runtime import distributed as dist
 from runtime import optim, schedules
 from runtime.errors import CheckpointError, DataError, GradcError, TrainingError
 
@@ -101,7 +103,8 @@ def signature(prog, opt):
 
 def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuffle=True, seed=0,
           params=None, quiet=False, schedule=None, weight_decay=None, val_fraction=0.0,
-          val_data=None, early_stopping=None, checkpoint=None, checkpoint_every=None, resume=False):
+          val_data=None, early_stopping=None, checkpoint=None, checkpoint_every=None, resume=False,
+          distributed=False):
     """Train ``prog`` on ``data`` (dict input name -> array, examples along axis 0).
 
     ``optimizer`` is a name (``sgd momentum nesterov adagrad rmsprop adam adamw``)
@@ -116,79 +119,123 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     run.  A batch size larger than the data gives one short batch per epoch
     (PyTorch's ``DataLoader``).  ``params`` (default ``prog.init_params(seed)``)
     is copied, never changed.  Returns a ``History``.
-    """
-    opt = optim.make(optimizer, lr, weight_decay)
-    sched = schedules.parse(schedule, epochs)
-    _check_int("batch size", batch_size, 1)
-    _check_int("epochs", epochs, 0)
-    if checkpoint_every is not None:
-        _check_int("checkpoint interval", checkpoint_every, 1)
-    if getattr(prog.module, f"update_{opt.rule}", None) is None:
-        raise GradcError(f"this module has no compiled {opt.rule!r} update; recompile it")
-    arrays, n = check_data(prog, data)
-    if val_data is not None:
-        val, _ = check_data(prog, val_data, "validation data")
-    elif val_fraction:
-        arrays, val = split(arrays, n, val_fraction, seed)
-        n = next(iter(arrays.values())).shape[0]
-    else:
-        val = None
-    if early_stopping is not None:
-        _check_int("early-stopping patience", early_stopping, 1)
-        if val is None:
-            raise GradcError("early stopping needs validation data (val_fraction or val_data)")
-    if resume and checkpoint is None:
-        raise GradcError("resume needs a checkpoint path")
-    if checkpoint is not None:  # before any work, so that none is lost at the first save
-        ckpt.check_writable(checkpoint)
 
-    params = prog.check_params(prog.init_params(seed) if params is None else params)
-    on_device = prog.backend == "triton"  # buffers as torch tensors on the GPU (or interpreter)
-    flat, params = flat_parameters(prog, params, on_device)
-    flat_grads, grads = flat_parameters(prog, None, on_device)
-    state = opt.init_state(flat)
-    device_arrays = _to_device(arrays) if on_device else arrays
-    rng = np.random.default_rng(seed)
-    run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0)
-    if resume:
-        hist = History(params=params)
-        log = _restore(checkpoint, prog, opt, params, state, rng, hist, run)
-        if run.epoch > epochs:
-            raise GradcError(f"checkpoint {checkpoint} has already trained {run.epoch} epochs, "
-                             f"more than the {epochs} asked for; ask for more epochs to continue")
-        hist.start_epoch = run.epoch
-    else:
-        hist = History(params=params, initial_loss=prog.evaluate(_host(params), arrays)["loss"])
-        log = ckpt.HistoryLog(checkpoint) if checkpoint is not None else None
+    ``distributed=True`` trains data-parallel in every process of a torch.distributed
+    run (``runtime.distributed``): ``batch_size`` is per process, gradients are averaged
+    every step, losses and metrics are averaged over the processes, and only rank 0
+    shows progress and writes the checkpoint.
+    """
+    group = dist.join(prog.backend == "triton") if distributed else None
+    rank, procs = (group.rank, group.size) if group else (0, 1)
+    with dist.agreeing(group):  # bad input on any rank stops every rank, before training
+        opt = optim.make(optimizer, lr, weight_decay)
+        sched = schedules.parse(schedule, epochs)
+        _check_int("batch size", batch_size, 1)
+        _check_int("epochs", epochs, 0)
+        if checkpoint_every is not None:
+            _check_int("checkpoint interval", checkpoint_every, 1)
+        if getattr(prog.module, f"update_{opt.rule}", None) is None:
+            raise GradcError(f"this module has no compiled {opt.rule!r} update; recompile it")
+        arrays, n = check_data(prog, data)
+        if val_data is not None:
+            val, _ = check_data(prog, val_data, "validation data")
+        elif val_fraction:
+            arrays, val = split(arrays, n, val_fraction, seed)
+            n = next(iter(arrays.values())).shape[0]
+        else:
+            val = None
+        if early_stopping is not None:
+            _check_int("early-stopping patience", early_stopping, 1)
+            if val is None:
+                raise GradcError("early stopping needs validation data (val_fraction or val_data)")
+        if resume and checkpoint is None:
+            raise GradcError("resume needs a checkpoint path")
+        if procs > -(-n // batch_size):
+            k = -(-n // batch_size)
+            raise GradcError(f"{procs} processes, but {n} examples make only {k} "
+                             f"minibatch{'es' if k > 1 else ''} of {batch_size}: use at most {k} "
+                             f"process{'es' if k > 1 else ''} or a smaller batch size")
+        if checkpoint is not None and rank == 0:  # before any work, so that none is lost
+            ckpt.check_writable(checkpoint)
+
+        params = prog.check_params(prog.init_params(seed) if params is None else params)
+        on_device = prog.backend == "triton"  # buffers as torch tensors on the GPU (or interpreter)
+        flat, params = flat_parameters(prog, params, on_device)
+        # distributed: one more element, the stop flag reduced with the gradients
+        flat_grads, grads = flat_parameters(prog, None, on_device, spare=int(group is not None))
+        state = opt.init_state(flat)
+        rng = np.random.default_rng(seed)
+        run = _Run(step=0, epoch=0, best_loss=math.inf, best=None, since_best=0, shards=None)
+        hist, log = History(params=params), None
+        if resume and rank == 0:
+            log = _restore(checkpoint, prog, opt, params, state, rng, hist, run)
+            if run.epoch > epochs:
+                raise GradcError(f"checkpoint {checkpoint} has already trained {run.epoch} "
+                                 f"epochs, more than the {epochs} asked for; ask for more "
+                                 "epochs to continue")
+            hist.start_epoch = run.epoch
+        elif rank == 0:
+            hist.initial_loss = prog.evaluate(_host(params), arrays)["loss"]
+            log = ckpt.HistoryLog(checkpoint) if checkpoint is not None else None
+    if group:  # every rank starts from rank 0's parameters, state, generator and history
+        group.agree(None, {"seed": seed, "batch_size": batch_size, "epochs": epochs,
+                           "examples": n, "shuffle": shuffle, "optimizer": repr(opt),
+                           "schedule": str(schedule), "resume": resume, **signature(prog, opt)})
+        buffers = [params[name] for name in prog.buffers]  # running statistics
+        _share(group, flat, buffers, state, rng, run, hist)
+    shards = dist.shards_for(run.shards, procs)
+    if run.shards is not None and shards != run.shards and rank == 0:
+        print(f"gradc: note: the checkpoint's data order has {run.shards} "
+              f"shard{'s' if run.shards > 1 else ''}, which {procs} processes cannot share "
+              f"evenly; from epoch {run.epoch + 1} on it has {procs} (one per process), so the "
+              "minibatches differ from the checkpointed run's", file=sys.stderr)
+    run.shards = shards
+    local_batch = batch_size * shards // procs  # each process trains shards // procs shards
+    reduce = group.reducer(flat_grads) if group else None
+    update_grads = flat_grads[:flat.shape[0]]
     saver = _Saver(checkpoint_every, epochs)
+    device_arrays = _to_device(arrays) if on_device else arrays
+    dropout_seed = dist.process_seed(seed, rank)
 
     update = getattr(prog.module, f"update_{opt.rule}")
     quiet_numpy = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-    with _progress(epochs, run.epoch, quiet) as bar, quiet_numpy, \
-            _blas_threads(prog, arrays, batch_size, n):
+    with _progress(epochs, run.epoch, quiet or rank != 0) as bar, quiet_numpy, \
+            _blas_threads(prog, arrays, local_batch, n):
         for epoch in range(run.epoch, epochs):  # overflow is no error: a non-finite loss is
             lr_now = sched(epoch, opt.lr)
 
             def step_update(step, lr_now=lr_now):
-                update(flat, flat_grads, state, **opt.hyper(step, lr_now))
+                if reduce is not None:
+                    reduce(step)  # the gradients averaged over the processes, in place
+                update(flat, update_grads, state, **opt.hyper(step, lr_now))
 
-            if shuffle:
-                order = rng.permutation(n)
+            if shuffle or shards > 1:
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                if shards > 1:
+                    order = dist.epoch_rows(order, shards, procs, rank)
                 if on_device:
                     order = _to_device(order)
                 data_now = {k: v[order] for k, v in device_arrays.items()}
             else:
                 data_now = device_arrays
-            losses, sums = prog.module.train_epoch(params, data_now, batch_size, grads,
-                                                   step_update, seed, run.step)
+            try:
+                losses, sums = prog.module.train_epoch(params, data_now, local_batch, grads,
+                                                       step_update, dropout_seed, run.step)
+            except dist.Stopped:  # another rank's loss was not finite: no rank updated
+                losses = None
+            failure = _nonfinite(losses, run, epoch) if losses is not None else None
+            if group:
+                if failure is not None:
+                    group.stop(flat_grads, run.step + len(losses))
+                if failure is not None or losses is None:
+                    group.agree(failure, when=f"in epoch {epoch + 1}")
+                values = group.average(losses + list(sums.values()), f"in epoch {epoch + 1}")
+                losses, sums = values[:len(losses)], dict(zip(sums, values[len(losses):]))
+                if buffers:  # rank 0's running statistics, as DistributedDataParallel keeps
+                    group.share(buffers, when=f"in epoch {epoch + 1}")
+            elif failure is not None:
+                raise failure
             hist.step_losses.extend(losses)
-            if not math.isfinite(losses[-1]):
-                step = run.step + len(losses) - 1
-                if not math.isfinite(losses[0]) and run.step == 0:  # before any update
-                    raise TrainingError(f"the loss is {losses[0]} at the first step, before any "
-                                        "update: check the model and the data")
-                raise TrainingError(f"loss became {losses[-1]} at step {step} "
-                                    f"(epoch {epoch + 1}); try a smaller learning rate")
             run.step += len(losses)
             hist.epoch_losses.append(sum(losses) / len(losses))
             hist.lrs.append(lr_now)
@@ -197,7 +244,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
             run.epoch = epoch + 1
             postfix = {"loss": f"{hist.epoch_losses[-1]:.4g}"}
             stop = False
-            if val is not None:
+            if val is not None:  # every rank: the same parameters give the same decision
                 _record_validation(prog, _host(params), val, hist)
                 postfix["val"] = f"{hist.val_losses[-1]:.4g}"
                 stop = _early_stopping(hist, params, run, early_stopping)
@@ -237,15 +284,16 @@ def _assign(dst, src):
         dst.copy_(_to_device(np.asarray(src)))
 
 
-def flat_parameters(prog, params, on_device=False):
+def flat_parameters(prog, params, on_device=False, spare=0):
     """One flat buffer holding every trained parameter, and a dict of views into it (PARAM_NAMES
     order), with each buffer (running statistics) as an array of its own.
 
     With ``params`` None the buffer is left uninitialised (for gradients); with
-    ``on_device`` it is a torch tensor for the Triton backend."""
+    ``on_device`` it is a torch tensor for the Triton backend; ``spare`` elements follow
+    the parameters."""
     specs = [(name, prog.param_specs[name][0]) for name in prog.trainable]
     sizes = [int(np.prod(shape)) for _, shape in specs]
-    flat = np.empty(sum(sizes), dtype=prog.dtype)
+    flat = np.empty(sum(sizes) + spare, dtype=prog.dtype)
     if on_device:
         flat = _to_device(flat)
     views, offset = {}, 0
@@ -269,6 +317,28 @@ class _Run:
     best_loss: float
     best: dict
     since_best: int
+    shards: int  # how each epoch's minibatches are split (runtime.distributed); None: not yet set
+
+
+def _nonfinite(losses, run, epoch):
+    """The ``TrainingError`` for an epoch whose last loss is NaN or infinite, else None."""
+    if math.isfinite(losses[-1]):
+        return None
+    if not math.isfinite(losses[0]) and run.step == 0:  # before any update
+        return TrainingError(f"the loss is {losses[0]} at the first step, before any update: "
+                             "check the model and the data")
+    return TrainingError(f"loss became {losses[-1]} at step {run.step + len(losses) - 1} "
+                         f"(epoch {epoch + 1}); try a smaller learning rate")
+
+
+def _share(group, flat, buffers, state, rng, run, hist):
+    """Rank 0's parameters, buffers, optimizer state, generator, run and history on every rank."""
+    kept = {k: v for k, v in vars(hist).items() if k != "params"}
+    shared = group.share([flat, *buffers, *state.values()],
+                         (rng.bit_generator.state, vars(run), kept))
+    rng.bit_generator.state = shared[0]
+    vars(run).update(shared[1])
+    vars(hist).update(shared[2])
 
 
 def _record_validation(prog, params, val, hist):
@@ -326,7 +396,7 @@ def _epoch_entry(hist, losses, validated):
 
 def _save(path, prog, opt, params, state, rng, hist, run, seed, log):
     record = {"signature": signature(prog, opt), "epoch": run.epoch, "step": run.step,
-              "seed": seed, "rng": rng.bit_generator.state,
+              "seed": seed, "rng": rng.bit_generator.state, "shards": run.shards,
               "history": {"initial_loss": hist.initial_loss, "best_epoch": hist.best_epoch,
                           "history_file": log.flush()},
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
@@ -357,6 +427,7 @@ def _restore(path, prog, opt, params, state, rng, hist, run):
     run.step, run.epoch = record["step"], record["epoch"]
     run.best_loss = record["best_loss"] if record["best_loss"] is not None else math.inf
     run.since_best = record["since_best"]
+    run.shards = record.get("shards", 1)  # checkpoints from before data-parallel training: 1
     hist.initial_loss = saved["initial_loss"]
     hist.best_epoch = saved["best_epoch"]
     for entry in entries:
