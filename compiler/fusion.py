@@ -190,6 +190,7 @@ def _loss_sibling(a, b, position):
     loss), or None."""
     if not (len(b.members) == 1 and len(a.root.inputs) == 2
             and all(x is y for x, y in zip(b.root.inputs, a.root.inputs))
+            and all(a.root.attr(key) == value for key, value in b.root.attrs)  # same options
             and all(len(g) == 1 and g[0].op != b.root.op for g in a.groups)):
         return None
     if OPS[b.root.op].result == "accuracy":

@@ -38,62 +38,78 @@ def _softmax_parts(z):
     return m, e, e.sum(axis=1, keepdims=True)
 
 
-def _rows_and_labels(z, labels):
-    """Row indices and labels of the rows whose label is in ``[0, C)`` (one_hot's meaning:
-    a label outside picks nothing, so its row adds no loss and gets no gradient)."""
+def _rows_and_labels(z, labels, ignore_index):
+    """``(counted, rows, labels)``: which rows count in the mean (label not ``ignore_index``)
+    and the row indices and labels of those whose label is a class in ``[0, C)`` (one_hot's
+    meaning: another label picks nothing, so its row adds no loss and gets no gradient)."""
     labels = np.asarray(labels)
-    rows = np.arange(z.shape[0])
-    inside = (labels >= 0) & (labels < z.shape[1])
+    counted = labels != ignore_index
+    inside = counted & (labels >= 0) & (labels < z.shape[1])
     if inside.all():
-        return rows, labels
-    return rows[inside], labels[inside]
+        return counted, np.arange(z.shape[0]), labels
+    return counted, np.flatnonzero(inside), labels[inside]
 
 
-def softmax_cross_entropy(z, labels):
-    """Mean over rows of ``logsumexp(z_i) - z_i[label_i]`` (a 0-d array)."""
-    return softmax_cross_entropy_fused(z, labels, None, ("loss",))[0]
+def softmax_cross_entropy(z, labels, ignore_index=-100, label_smoothing=0.0):
+    """Mean over counted rows of ``logsumexp(z_i) - sum(q_i * z_i)`` (a 0-d array)."""
+    return softmax_cross_entropy_fused(z, labels, None, ("loss",), ignore_index, label_smoothing)[0]
 
 
-def softmax_cross_entropy_grad(z, labels, g):
-    """``(softmax(z) - onehot(labels)) * g / N``."""
-    return softmax_cross_entropy_fused(z, labels, g, ("grad",))[0]
+def softmax_cross_entropy_grad(z, labels, g, ignore_index=-100, label_smoothing=0.0):
+    """``(softmax(z) - q) * g / count`` (0 on rows without a counted class)."""
+    return softmax_cross_entropy_fused(z, labels, g, ("grad",), ignore_index, label_smoothing)[0]
 
 
-def classification_accuracy(z, labels):
-    """Fraction of rows whose label's logit is the largest (ties count as right; a row
-    without a label compares 0 with its maximum, as ``sum(one_hot * z)`` does)."""
-    return softmax_cross_entropy_fused(z, labels, None, ("accuracy",))[0]
+def classification_accuracy(z, labels, ignore_index=-100):
+    """Fraction of counted rows whose label's logit is the largest (ties count as right; a
+    row without a class compares 0 with its maximum, as ``sum(one_hot * z)`` does)."""
+    return softmax_cross_entropy_fused(z, labels, None, ("accuracy",), ignore_index)[0]
 
 
-def softmax_cross_entropy_fused(z, labels, g, wanted):
+def _mean(total, count, dtype):
+    """``total / count`` as a 0-d array; NaN when nothing counts (0/0, as PyTorch)."""
+    return np.asarray(total / count if count else np.nan, dtype=dtype)
+
+
+def softmax_cross_entropy_fused(z, labels, g, wanted, ignore_index=-100, label_smoothing=0.0):
     """The fused loss kernel: the results named in ``wanted`` ("loss", "grad",
-    "accuracy"), in that order, from one pass of exponentials over the logits."""
-    n = z.shape[0]
-    rows, picked = _rows_and_labels(z, labels)
+    "accuracy"), in that order, from one pass of exponentials over the logits ``(..., C)``
+    (a row is one position of the leading axes, labels of that shape).  The means are over
+    the rows whose label is not ``ignore_index``; the target of a row is its one-hot label
+    mixed with the uniform distribution by ``label_smoothing``."""
+    shape = np.shape(z)
+    z, labels = z.reshape(-1, shape[-1]), np.reshape(labels, -1)
+    n, c = z.shape
+    counted, rows, picked = _rows_and_labels(z, labels, ignore_index)
+    count, eps = np.count_nonzero(counted), label_smoothing
     results = {}
     if "accuracy" in wanted:
         chosen = np.zeros(n, z.dtype)
         chosen[rows] = z[rows, picked]
-        hits = np.count_nonzero(chosen >= z.max(axis=1, initial=-np.inf)) if n else 0
-        results["accuracy"] = np.asarray(hits / max(n, 1), dtype=z.dtype)
+        hits = np.count_nonzero(counted & (chosen >= z.max(axis=1, initial=-np.inf)))
+        results["accuracy"] = _mean(hits, count, z.dtype)
     if "loss" in wanted or "grad" in wanted:
         if n == 0:
-            results.update(loss=np.zeros((), z.dtype), grad=np.zeros_like(z))
+            results.update(loss=_mean(0, 0, z.dtype), grad=np.zeros(shape, z.dtype))
         else:
             m, e, s = _softmax_parts(z)
             # per labelled row log(s) + m - z[label], as log(s) + (m - z[label]): the shift
-            # cancels exactly, so logits of 1e4 keep full precision; rows without a label add 0
-            per_row = np.log(s[rows, 0]) + (m[rows, 0] - z[rows, picked])
-            results["loss"] = np.asarray(per_row.sum() / n, dtype=z.dtype)
+            # cancels exactly, so logits of 1e4 keep full precision; other rows add 0
+            per_row = np.log(s[rows, 0]) + (1 - eps) * (m[rows, 0] - z[rows, picked])
+            if eps:  # the uniform part of the target: eps * mean over classes of m - z
+                per_row += eps * (m[rows] - z[rows]).mean(axis=1)
+            results["loss"] = _mean(per_row.sum(), count, z.dtype)
             if "grad" in wanted:
-                scale = np.asarray(g / n, dtype=z.dtype)
-                e *= scale / s     # softmax * g / N, in place
-                if len(rows) < n:  # rows without a label get no gradient
+                scale = np.asarray(g / max(count, 1), dtype=z.dtype)
+                e *= scale / s     # softmax * g / count, in place
+                if len(rows) < n:  # rows without a counted class get no gradient
                     unlabelled = np.ones(n, bool)
                     unlabelled[rows] = False
                     e[unlabelled] = 0
-                e[rows, picked] -= scale
-                results["grad"] = e
+                e[rows, picked] -= scale * (1 - eps)
+                if eps:
+                    e[rows] -= scale * (eps / c)
+                results["grad"] = e.reshape(shape)
     return tuple(results[w] for w in wanted)
 
 

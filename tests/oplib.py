@@ -344,6 +344,65 @@ ROWS += [
 ]
 
 
+def _np_cross_entropy(z, k, ignore_index=-100, label_smoothing=0.0):
+    """PyTorch's mean cross-entropy with the class axis last: over the targets that are
+    not ignored, ``-(1 - e) log p[k] - e * mean(log p)``."""
+    log_p = _np_log_softmax(z.reshape(-1, z.shape[-1]))
+    k = k.reshape(-1)
+    kept = k != ignore_index
+    picked = log_p[kept, k[kept]]
+    return -np.sum((1 - label_smoothing) * picked + label_smoothing * log_p[kept].mean(axis=1)) / kept.sum()
+
+
+def _torch_cross_entropy(**options):
+    """torch's cross_entropy with the class axis moved last, as gradc's."""
+    return lambda z, k: torch.nn.functional.cross_entropy(z.reshape(-1, z.shape[-1]), k.reshape(-1),
+                                                          **options)
+
+
+def _np_cross_entropy_grad(z, k, g, ignore_index, label_smoothing):
+    c = z.shape[1]
+    kept = (k != ignore_index)[:, None]
+    target = (1 - label_smoothing) * np.eye(c)[k] + label_smoothing / c
+    return (np.exp(_np_log_softmax(z)) - target) * kept * g / kept.sum()
+
+
+# The first shape of each row is what tests/test_triton.py runs: 21 rows are two blocks of
+# the loss kernel and two chunks of its label count.
+ROWS += [
+    Row("cross_entropy_btc", F.cross_entropy, _np_cross_entropy, _torch_cross_entropy(),
+        [((3, 7, 6), (3, 7)), ((2, 1, 3), (2, 1)), ((4,), ())], int_inputs={1: 3},
+        ops=("softmax_cross_entropy",)),
+    # targets 0..4 of 4 classes: the 4s are ignored (as PyTorch's default -100 would be)
+    Row("cross_entropy_ignore_index", lambda z, k: F.cross_entropy(z, k, ignore_index=4),
+        lambda z, k: _np_cross_entropy(z, k, 4), _torch_cross_entropy(ignore_index=4),
+        [((3, 7, 4), (3, 7)), ((6, 4), (6,))], int_inputs={1: 5}, ops=("softmax_cross_entropy",)),
+    Row("cross_entropy_label_smoothing", lambda z, k: F.cross_entropy(z, k, label_smoothing=0.3),
+        lambda z, k: _np_cross_entropy(z, k, label_smoothing=0.3),
+        _torch_cross_entropy(label_smoothing=0.3), [((3, 7, 6), (3, 7)), ((5, 6), (5,))],
+        int_inputs={1: 6}, ops=("softmax_cross_entropy",)),
+    # class 1 ignored (a padding token) and smoothing together
+    Row("cross_entropy_ignore_and_smoothing",
+        lambda z, k: F.cross_entropy(z, k, ignore_index=1, label_smoothing=0.2),
+        lambda z, k: _np_cross_entropy(z, k, 1, 0.2),
+        _torch_cross_entropy(ignore_index=1, label_smoothing=0.2),
+        [((3, 7, 5), (3, 7)), ((2, 4, 5), (2, 4))], int_inputs={1: 5}, ops=("softmax_cross_entropy",)),
+    Row("accuracy_ignore_index", lambda z, k: F.accuracy(z, k, ignore_index=0) * F.sum(z),
+        lambda z, k: np.mean((np.take_along_axis(z, k[..., None], -1)[..., 0] >= z.max(-1))[k != 0])
+        * z.sum(),
+        lambda z, k: (z.gather(-1, k[..., None])[..., 0] >= z.amax(-1))[k != 0].double().mean()
+        * z.sum(),
+        [((3, 7, 3), (3, 7)), ((6, 3), (6,))], int_inputs={1: 3},
+        ops=("softmax_cross_entropy_accuracy",)),
+    Row("cross_entropy_grad_options", lambda z, k, g: cross_entropy_grad_node(z, k, g, 0, 0.25),
+        lambda z, k, g: _np_cross_entropy_grad(z, k, g, 0, 0.25),
+        lambda z, k, g: (torch.softmax(z, -1) - ((1 - 0.25) * torch.nn.functional.one_hot(k, 4) + 0.25 / 4))
+        * (k != 0)[:, None] * g / (k != 0).sum(),
+        [((21, 4), (21,), ()), ((5, 4), (5,), ())], int_inputs={1: 4},
+        ops=("softmax_cross_entropy_grad",)),
+]
+
+
 def sample(shape, domain, rng):
     if domain == "positive":
         return rng.uniform(0.5, 2.0, size=shape)

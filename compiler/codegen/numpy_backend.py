@@ -103,7 +103,8 @@ class NumpyEmitter:
         if g is None:
             args.append("None")
         wanted = tuple(OPS[m.op].result for m in k.members)
-        return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r})"
+        options = "".join(f", {key}={value!r}" for key, value in k.root.attrs)  # the members agree
+        return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r}{options})"
 
     def group_result(self, writer, members, j, body):
         """Code for the result of one group of a kernel (temporaries go to ``body``)."""

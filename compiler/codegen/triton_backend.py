@@ -352,8 +352,11 @@ class TritonEmitter:
         pointers.update((p, self.float_ptr) for p, present in (
             ("g_ptr", g_ptr), ("loss_ptr", "loss" in results), ("dz_ptr", "grad" in results),
             ("acc_ptr", "accuracy" in results)) if present)
+        smoothing = k.root.attr("label_smoothing", 0.0)  # the members agree on their options
         args = [names[i] for i in k.inputs]
         context = dict(writer.header(k), args=args + _out_args(k), z=names[z], k=names[labels],
+                       leading=z.ndim != 2, ignore_index=k.root.attr("ignore_index"),
+                       smoothing=print_triton(smoothing, self.dtype) if smoothing else None,
                        g_ptr=g_ptr, g_value=g_value, loss=results.get("loss"),
                        grad=results.get("grad"), accuracy=results.get("accuracy"),
                        detail=f"row-wise over {fmt(z.shape)} logits", float_type=self.float_type,

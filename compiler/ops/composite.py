@@ -4,6 +4,8 @@ Each is written so that it stays finite for inputs of any size: log-softmax
 subtracts a logsumexp, binary cross-entropy works on logits through softplus.
 """
 
+import numbers
+
 from compiler.graph import user_location
 from compiler.ops import api as F
 from compiler.ops.loss import accuracy_node, cross_entropy_node
@@ -55,27 +57,48 @@ def bce_with_logits(logits, target):
     return loss
 
 
-def cross_entropy(logits, labels):
-    """Softmax cross-entropy of ``(N, C)`` logits against ``(N,)`` integer labels, mean over N."""
-    logits, labels = F.as_node(logits), F.as_node(labels)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise GradcError(f"cross_entropy needs (N, C) logits and (N,) integer labels, "
-                         f"got {fmt(logits.shape)} and {fmt(labels.shape)}", where=user_location())
+def _classified(name, logits, targets):
+    """``(logits, targets)`` as nodes, checked: ``(..., C)`` logits, integer targets ``(...)``."""
+    logits, targets = F.as_node(logits), F.as_node(targets)
+    if targets.dtype != "int":
+        raise GradcError(f"{name} needs integer targets (class indices), got {targets.dtype} "
+                         f"targets of shape {fmt(targets.shape)}", where=user_location())
+    if logits.ndim == 0 or targets.shape != logits.shape[:-1]:
+        raise GradcError(f"{name} needs (..., C) logits and integer targets of shape (...), "
+                         f"got {fmt(logits.shape)} and {fmt(targets.shape)}", where=user_location())
+    return logits, targets
+
+
+def _ignore_index(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise GradcError(f"{name}: ignore_index must be an integer, got {value!r}",
+                         where=user_location())
+    return int(value)
+
+
+def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0):
+    """Softmax cross-entropy of ``(..., C)`` logits against integer targets of shape
+    ``(...)``, as ``torch.nn.functional.cross_entropy`` (``reduction="mean"``): the mean
+    over the targets that are not ``ignore_index``, with ``label_smoothing``.  The class
+    axis is the last one (PyTorch's is dim 1)."""
+    logits, targets = _classified("cross_entropy", logits, targets)
+    ignore_index = _ignore_index("cross_entropy", ignore_index)
+    if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing <= 1:
+        raise GradcError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, "
+                         f"got {label_smoothing!r}", where=user_location())
     # one primitive whose forward and backward fuse into one row-wise kernel; its
-    # meaning is -mean(sum(one_hot(labels) * log_softmax(logits), axis=1))
-    loss = cross_entropy_node(logits, labels)
-    loss.metrics = (("accuracy", lambda: accuracy(logits, labels)),)  # Model adds it
+    # meaning in other primitives is its definition (compiler/ops/loss.py)
+    loss = cross_entropy_node(logits, targets, ignore_index, float(label_smoothing))
+    loss.metrics = (("accuracy", lambda: accuracy(logits, targets, ignore_index)),)  # Model adds it
     return loss
 
 
-def accuracy(logits, labels):
-    """Fraction of rows whose largest logit is at the label (ties count as right); one
-    primitive, computed in the cross-entropy's kernel when the model has one."""
-    logits, labels = F.as_node(logits), F.as_node(labels)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise GradcError(f"accuracy needs (N, C) logits and (N,) integer labels, "
-                         f"got {fmt(logits.shape)} and {fmt(labels.shape)}", where=user_location())
-    return accuracy_node(logits, labels)
+def accuracy(logits, targets, ignore_index=-100):
+    """Fraction of the targets that are not ``ignore_index`` whose largest logit (over the
+    last axis) is at the target (ties count as right); one primitive, computed in the
+    cross-entropy's kernel when the model has one."""
+    logits, targets = _classified("accuracy", logits, targets)
+    return accuracy_node(logits, targets, _ignore_index("accuracy", ignore_index))
 
 
 def binary_accuracy(logits, targets):
