@@ -95,6 +95,54 @@ def test_flops_sqrt_exp(tmp_path):
     assert result["gradc"]["forward"] == 4 and result["gradc"]["naive + CSE"] == 7
 
 
+def test_attention_flops_by_part_and_against_6nd(tmp_path):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from compiler.flops import compare
+    from compiler.shapes import symbol
+
+    result, pngs = run("attention_flops", tmp_path)
+    assert pngs == ["attention_flops.png"]
+    parts, B, T = result["parts"], symbol("B"), symbol("T")
+    # scores and mixing as FlopCounterMode counts the same attention in PyTorch
+    b, t, heads, dim = 2, 32, 4, 64
+    q, k, v = (torch.randn(b, heads, t, dim // heads, requires_grad=True) for _ in range(3))
+    with FlopCounterMode(display=False) as forward:
+        scores = (q @ k.transpose(-2, -1) / 4).masked_fill(torch.ones(t, t).triu(1) > 0, -1e9)
+        out = torch.softmax(scores, -1) @ v
+    with FlopCounterMode(display=False) as backward:
+        out.sum().backward()
+    assert forward.get_total_flops() == 2 * 2 * b * t ** 2 * dim
+    for phase, counter in (("forward", forward), ("backward", backward)):
+        ours = sum(parts[p][f"{phase}_matmul"] for p in ("scores q k^T", "mixing with v"))
+        assert ours.subs({B: b, T: t}) == counter.get_total_flops()
+    # the projections: 2 flops per weight and token forward, 4 backward (weight and input)
+    for part, weights in (("QKV projection", 3 * dim ** 2), ("output projection", dim ** 2),
+                          ("MLP", 8 * dim ** 2)):
+        assert parts[part]["forward_matmul"] == 2 * weights * B * T
+        assert parts[part]["backward_matmul"] == 4 * weights * B * T
+    # the T^2 bytes: the (B, heads, T, T) float32 buffers the kernels read and write
+    passes = sum(result["passes"].values())
+    assert result["total_bytes"].coeff(T, 2).coeff(B, 1) == 4 * heads * passes > 0
+    totals = [sum(series[i] for series in result["series"]["bytes"].values()) for i in (-2, -1)]
+    assert result["ts"][-2:] == [1024, 2048] and 3.5 < totals[1] / totals[0] < 4
+    assert result["share"]["bytes"][-1] > 0.9 > 0.1 > result["share"]["bytes"][0]
+    # the tiny GPT against 6 * params * tokens
+    import tiny_gpt
+
+    gpt = result["gpt"]
+    block = 2 * dim + (dim * 3 * dim + 3 * dim) + (dim * dim + dim) + 2 * dim + \
+        (dim * 4 * dim + 4 * dim) + (4 * dim * dim + dim)
+    assert gpt["params"] == 11 * dim + 16 * dim + 2 * block + 2 * dim + dim * 11 + 11
+    assert gpt["six_n_d"] == 6 * gpt["params"] * 64 * 16
+    reverse = compare(tiny_gpt.model, naive=False)["reverse_mode"]["flops"]
+    assert gpt["total"] == reverse.subs(B, 64)
+    assert gpt["attention_matmul"] == 2 * 3 * 2 * 2 * 64 * 16 ** 2 * dim
+    assert gpt["matmul_params"] == 2 * 12 * dim ** 2 + dim * 11  # the blocks' and the head's
+    assert gpt["weight_matmul"] == 6 * gpt["matmul_params"] * 64 * 16 == gpt["six_w_d"]
+
+
 def test_td_learning_value_error_falls(tmp_path):
     result, pngs = run("td_learning", tmp_path)
     errors = result["errors"]
