@@ -20,6 +20,7 @@ from pathlib import Path
 from runtime.errors import GradcError
 
 CONSTEXPRS = {"BLOCK": "BLOCK", "BLOCK_C": "CE_BLOCK_C"}  # untuned: update kernels, classes
+WIDE_DEFAULT = False  # 32-bit index arithmetic, as for every tensor of fewer than 2**31 elements
 WIDE = ("key", "threshold")
 
 
@@ -32,12 +33,14 @@ def _tool(name):
     return str(path)
 
 
-def _signature(fn, pointers, module, tuned):
+def _signature(fn, pointers, module, tuned, wide=WIDE_DEFAULT):
     signature, constexprs = {}, {}
     for arg in fn.arg_names:
         if arg in tuned or arg in CONSTEXPRS:
             signature[arg] = "constexpr"
             constexprs[arg] = tuned[arg] if arg in tuned else getattr(module, CONSTEXPRS[arg])
+        elif arg == "WIDE":
+            signature[arg], constexprs[arg] = "constexpr", wide
         elif arg.endswith("_ptr"):
             signature[arg] = pointers.get(arg, "*fp32")
         else:
@@ -57,7 +60,9 @@ def _resources(cubin_path):
 
 
 def compile_module(path, arch="sm_90", want=("resources",)):
-    """Each kernel of the module at ``path`` compiled for ``arch``: a dict name -> results."""
+    """Each kernel of the module at ``path`` compiled for ``arch``: a dict name -> results
+    (``want``: "resources", "ptx", "sass"; with "wide", the 64-bit-index specialization
+    that tensors of 2**31 elements or more launch)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -70,12 +75,13 @@ def compile_module(path, arch="sm_90", want=("resources",)):
     out = {}
     float_ptr = "*fp64" if "float64" in str(module.DTYPE) else "*fp32"
     # kernels launching the same device kernel (KERNELS' "device") share its compilation
-    kernels = [(k["name"], k["device"], k["pointers"]) for k in module.KERNELS]
-    kernels += [(f"update_{rule}", f"update_{rule}_kernel", {})  # pointers: all floats
+    kernels = [(k["name"], k["device"], k["pointers"], k.get("classes"))
+               for k in module.KERNELS]
+    kernels += [(f"update_{rule}", f"update_{rule}_kernel", {}, None)  # pointers: all floats
                 for rule in module.OPTIMIZERS]
     done = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, device, pointers in kernels:
+        for name, device, pointers, classes in kernels:
             if device in done:
                 out[name] = dict(done[device])
                 continue
@@ -89,7 +95,10 @@ def compile_module(path, arch="sm_90", want=("resources",)):
                 tuned = config.kwargs if config else {}
                 options = {"num_warps": config.num_warps, "num_stages": config.num_stages} \
                     if config else None
-                signature, constexprs = _signature(fn, pointers, module, tuned)
+                if classes is not None:  # the chunk of classes the host launches with
+                    tuned = {**tuned, "BLOCK_C": min(module.CE_BLOCK_C,
+                                                     triton.next_power_of_2(classes))}
+                signature, constexprs = _signature(fn, pointers, module, tuned, "wide" in want)
                 compiled = triton.compile(ASTSource(fn, signature, constexprs=constexprs),
                                           target=GPUTarget("cuda", capability, 32), options=options)
                 cubin = Path(tmp) / f"{name}_{i}.cubin"

@@ -58,6 +58,20 @@ def into(out, value):
     return out
 
 
+LIMIT = 2**31 - 1  # the largest int32: past it, index arithmetic needs 64 bits
+
+
+def wide(*tensors):
+    """Whether a kernel over ``tensors`` needs 64-bit index arithmetic: some element lies
+    more than ``LIMIT`` elements from the start of its tensor (decided at each launch;
+    Triton compiles the 64-bit kernel as a separate specialization)."""
+    for t in tensors:
+        if t.dim() and t.numel() and sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride())) \
+                + t.numel() > LIMIT:
+            return True
+    return False
+
+
 def strides(t):
     return tuple(int(s) for s in t.stride())
 

@@ -88,7 +88,7 @@ def test_triton_device_kernels_are_written_once_and_their_users_named():
     graph = training_graph(SEED)
     kernels = kernels_of(SEED, graph)
     defs = functions(text)
-    devices = [n for n in defs if n.endswith("_kernel") and not n.startswith("update_")]
+    devices = [n for n in defs if n.endswith("_kernel") and not n.startswith(("update_", "_"))]
     assert len(kernels) == 11 and len(devices) == 7
     assert "# Backend triton, dtype float64; 11 kernels (7 device kernels)" in text
     assert "# The device kernel of k8_matmul_and_sum, k9_matmul_and_sum, k10_matmul_and_sum" in text

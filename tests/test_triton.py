@@ -1,5 +1,6 @@
 """The Triton backend under Triton's CPU interpreter, against the numpy backend."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -192,16 +193,29 @@ def test_example_models_triton_matches_numpy(name):
 
 @pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
 def test_every_example_kernel_compiles_for_hopper_and_ampere_without_spills(arch):
+    compile_without_spills(EXAMPLE_MODELS, arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["sm_90", "sm_80"])
+def test_convnet_and_transformer_kernels_compile_without_spills(arch):
+    compile_without_spills(["cnn_digits", "tiny_gpt"], arch)
+
+
+def compile_without_spills(names, arch):
     from compiler.aot import compile_in_subprocess
     from compiler.pipeline import module_path
 
-    for name in EXAMPLE_MODELS:
+    for name in names:
         path = module_path(example(name)["model"], "training", "triton", "float32")
-        result = compile_in_subprocess(path, arch)
+        result = compile_in_subprocess(path, arch, want=("resources", "ptx"))
         assert result, name
         for kernel, r in result.items():
             assert r["local"] == 0, (name, kernel, r)
             assert r["registers"] and r["registers"] <= 255, (name, kernel, r)
+            # no float atomics: a loss or metric summed by atomic adds would depend on the
+            # order the blocks finish (different bits from run to run on a GPU)
+            assert not re.search(r"\b(atom|red)\.[\w.]*add\.f(32|64)", r["ptx"]), (name, kernel)
 
 
 def test_inspect_reports_kernels_resources_and_memory_traffic(tmp_path):
@@ -350,3 +364,47 @@ def test_training_on_triton_follows_numpy(tmp_path):
                           "--backend", "triton", "--epochs", "1", "--quiet"], capture_output=True,
                          text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
+
+
+def test_kernels_with_64_bit_indices_compute_the_same(monkeypatch):
+    """A tensor of 2**31 elements or more launches each kernel's 64-bit-index specialization
+    (WIDE): forced here on small tensors, every kernel of a ConvNet step (elementwise,
+    gathers, matmuls, reductions, the loss, the update) gives the same results."""
+    from runtime import tkernels
+
+    x, y = Input("x", ("B", 1, 6, 6)), Input("y", ("B",), dtype="int64")
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), F.relu, nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Dense(27, 4))
+    model = Model([x, y], {"logits": net(x)}, F.cross_entropy(net(x), y))
+    prog = compile(model, backend="triton", dtype="float64")
+    params = prog.init_params(0)
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.normal(size=(5, 1, 6, 6)), "y": rng.integers(0, 4, size=5)}
+    narrow = prog.loss_and_grad(params, batch)
+    calls = []
+    monkeypatch.setattr(tkernels, "wide", lambda *t: calls.append(len(t)) or True)
+    wide = prog.loss_and_grad(params, batch)
+    assert len(calls) >= 8
+    assert wide[0] == narrow[0]
+    for name in params:
+        assert np.array_equal(wide[1][name], narrow[1][name]), name
+
+
+def test_wide_index_arithmetic_is_64_bit_in_the_compiled_kernels():
+    """The 64-bit specialization compiles for sm_90 without spills, and its addresses are
+    computed in 64 bits (mul.wide from a 32-bit index is what the 32-bit one does)."""
+    from compiler.aot import compile_in_subprocess
+    from compiler.pipeline import module_path
+
+    path = module_path(example("digits")["model"], "training", "triton", "float32")
+    wide = compile_in_subprocess(path, "sm_90", ("resources", "ptx", "wide"))
+    narrow = compile_in_subprocess(path, "sm_90", ("resources", "ptx"))
+    # (and the loss kernel is compiled with the class chunk the host launches: 16 for 10
+    # classes, not the largest, 128, which needed 230 registers instead of 32)
+    assert narrow["k2_cross_entropy_and_grad_and_accuracy"]["registers"] <= 64
+    for kernel, r in wide.items():
+        assert r["local"] == 0, (kernel, r)
+        if kernel.startswith("update_"):
+            continue
+        assert re.search(r"\bcvt\.s64\.s32\b", r["ptx"]), kernel  # the index widened
+        assert r["ptx"] != narrow[kernel]["ptx"], kernel

@@ -29,7 +29,8 @@ MODULE = ("numpy", "torch", "triton", "tl", "_rt", "DTYPE", "INPUTS", "PARAMS", 
           "INPUT_PRECISION", "BLOCK", "CE_BLOCK_C")
 LOCALS = ("params", "batch", "tangents", "rng", "grads", "state", "name", "data", "batch_size",
           "step_update", "seed", "step", "losses", "start",                 # entry points
-          "shape", "out_shape", "numel", "grid", "a", "b", "M", "N", "K", "R")  # Triton hosts
+          "shape", "out_shape", "numel", "grid", "a", "b", "M", "N", "K", "R",  # Triton hosts
+          "row_loss", "row_right", "_total")
 # kernels' temporaries (u0), operands (v0, e0), outputs (out, out1) and device kernels
 PATTERN = re.compile(r"out\d*|[uve]\d+|\w+_kernel")
 RESERVED = frozenset((*ENTRIES, *MODULE, *LOCALS, *(f"update_{r}" for r in RULES),

@@ -46,6 +46,7 @@ class Launch:
     context: dict
     args: list
     pointers: dict
+    sizes: dict = None  # sizes the host derives its constants from, known at generation
 
     def device(self, name):
         return render_macro(self.template, "device", self.context, name)
@@ -214,7 +215,8 @@ class TritonEmitter:
             if users[name][0] == launch.kernel.name:  # the device kernel, before its first launch
                 sources.append(_shared_by(users[name]) + launch.device(name))
             sources.append(launch.host(name))
-        table = {x.kernel: {"device": device_of[x.kernel], "pointers": x.pointers} for x in launches}
+        table = {x.kernel: {"device": device_of[x.kernel], "pointers": x.pointers,
+                            **(x.sizes or {})} for x in launches}
         return KernelCode(sources, {x.kernel: x.args for x in launches}, table,
                           {"precision": self.precision, "n_devices": len(groups)})
 
@@ -361,7 +363,9 @@ class TritonEmitter:
                        grad=results.get("grad"), accuracy=results.get("accuracy"),
                        detail=f"row-wise over {fmt(z.shape)} logits", float_type=self.float_type,
                        results=", ".join(results.values()))
-        return Launch(k, "triton/cross_entropy.py.jinja", context, args, pointers)
+        classes = z.shape[-1]  # the host's BLOCK_C follows from it (for compiling ahead of time)
+        sizes = {"classes": classes} if isinstance(classes, int) else {}
+        return Launch(k, "triton/cross_entropy.py.jinja", context, args, pointers, sizes)
 
     # -- optimizer rules -----------------------------------------------------------------
     def update(self, rule):
