@@ -56,8 +56,9 @@ def forward_nodes(model):
 
 
 def predict_nodes(model):
+    """What computes the outputs, in either mode, and the buffers' updates (labelled forward)."""
     outputs = [model.evaluation.get(k, v) for k, v in model.outputs.items()]
-    return set(toposort(outputs))
+    return set(toposort([*outputs, *model.outputs.values(), *model.updates.values()]))
 
 
 def kernels_of(model, graph):

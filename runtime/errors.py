@@ -31,3 +31,23 @@ class CheckpointError(GradcError):
 
 class TrainingError(GradcError):
     """Training that cannot continue (for example a loss that became NaN)."""
+
+
+class data_errors:
+    """A context in which the generated module's own failures on a batch become one-line
+    ``DataError``s: an integer input holding an index outside its axis (an embedding's
+    token id past the vocabulary), and a size formula dividing by zero (batch norm's
+    unbiased variance of a minibatch with one value per channel, which PyTorch refuses too)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is IndexError:
+            raise DataError(f"an integer input holds an index outside its axis ({error})") \
+                from None
+        if kind is ZeroDivisionError:
+            raise DataError("a statistic over one value divides by zero: batch norm needs more "
+                            "than one value per channel in every minibatch (the last one too: "
+                            "choose a batch size that leaves no minibatch of one row)") from None
+        return False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import DataError, GradcError
+from runtime.errors import DataError, GradcError, data_errors
 from runtime.init import initial_value
 from runtime.loader import load_module
 
@@ -143,7 +143,7 @@ class Program:
         names = module.ENTRY_INPUTS[entry]
         args = [self.check_params(params), self.check_batch(batch, names), *extra]
         # inf and NaN are values here, as in PyTorch (0**-0.5 is inf): no RuntimeWarnings
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"), data_errors():
             if self.backend == "triton":
                 from runtime.tkernels import from_device, to_device
 

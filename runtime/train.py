@@ -20,7 +20,7 @@ import numpy as np
 from runtime import checkpoint as ckpt
 from runtime import distributed as dist
 from runtime import optim, schedules
-from runtime.errors import CheckpointError, DataError, GradcError, TrainingError
+from runtime.errors import CheckpointError, DataError, GradcError, TrainingError, data_errors
 
 
 @dataclass
@@ -219,8 +219,9 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
             else:
                 data_now = device_arrays
             try:
-                losses, sums = prog.module.train_epoch(params, data_now, local_batch, grads,
-                                                       step_update, dropout_seed, run.step)
+                with data_errors():
+                    losses, sums = prog.module.train_epoch(params, data_now, local_batch, grads,
+                                                           step_update, dropout_seed, run.step)
             except dist.Stopped:  # another rank's loss was not finite: no rank updated
                 losses = None
             failure = _nonfinite(losses, run, epoch) if losses is not None else None

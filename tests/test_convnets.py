@@ -234,3 +234,35 @@ def test_bad_convnets_are_one_line_errors_with_the_model_line(case, tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_minibatch_of_one_row_through_batch_norm_is_a_one_line_error(tmp_path):
+    """PyTorch refuses batch norm over one value per channel while training; so does gradc,
+    in one line, when the last minibatch has one row (33 examples in batches of 16)."""
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent("""\
+        import numpy as np
+        from compiler import Input, Model, nn, ops as F
+        x, y = Input("x", ("B", 4)), Input("y", ("B",), dtype="int64")
+        net = nn.Sequential(nn.Dense(4, 8), nn.BatchNorm1d(8), F.relu, nn.Dense(8, 3))
+        model = Model([x, y], {"logits": net(x)}, F.cross_entropy(net(x), y))
+        training = {"batch_size": 16, "epochs": 2}
+        def data(seed=0):
+            rng = np.random.default_rng(seed)
+            return {"x": rng.normal(size=(33, 4)), "y": rng.integers(0, 3, size=33)}
+    """))
+    result = gradc("train", str(path), "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "more than one value per channel" in lines[0], result.stderr
+
+
+def test_kernels_of_a_batch_norm_model_are_labelled_by_phase():
+    """The training graph's forward kernels are forward (also after a batch norm, where the
+    evaluation graph differs), the running statistics' updates too."""
+    model, _ = small_cnn()
+    prog = compile(model)
+    phases = {k.name: k.phase for k in prog.kernels}
+    matmuls = [name for name in phases if "matmul" in name and phases[name] != "backward"]
+    assert matmuls and all(phases[name] == "forward" for name in matmuls), phases
+    assert sum(1 for p in phases.values() if p == "loss") <= 2, phases

@@ -147,3 +147,20 @@ def test_bad_transformers_are_one_line_errors_with_the_model_line(case, tmp_path
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_token_past_the_vocabulary_is_a_one_line_error(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent("""\
+        import numpy as np
+        from compiler import Input, Model, nn, ops as F
+        t, y = Input("t", ("B", 3), dtype="int64"), Input("y", ("B",), dtype="int64")
+        logits = nn.Dense(12, 3)(F.flatten(nn.Embedding(10, 4)(t)))
+        model = Model([t, y], {"logits": logits}, F.cross_entropy(logits, y))
+        def data(seed=0):
+            return {"t": np.array([[1, 2, 12]] * 4), "y": np.zeros(4, int)}
+    """))
+    result = gradc("train", str(path), "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "index 12 is out of bounds" in lines[0], result.stderr
