@@ -105,3 +105,31 @@ def test_a_self_check_at_points_outside_the_domain_says_it_is_inconclusive():
     out = subprocess.run([sys.executable, str(prog.path)], capture_output=True, text=True,
                          env=env)
     assert out.returncode == 1 and "self-check inconclusive" in out.stderr, out.stderr
+
+
+def test_float32_kernels_compute_in_float32(monkeypatch):
+    """A constant such as GELU's sqrt(2) is printed as a Python float: numpy.sqrt(2) is a
+    float64 scalar, which made every later kernel of a float32 step compute in float64."""
+    import numpy as np
+
+    from compiler import Input, Model, compile, nn, ops as F
+
+    x, y = Input("x", ("B", 6)), Input("y", ("B",), dtype="int64")
+    net = nn.Chain(nn.Dense(6, 8, act=F.gelu), nn.Dense(8, 3, act="gelu"))
+    prog = compile(Model([x, y], {"logits": net(x)}, F.cross_entropy(net(x), y)))
+    seen = {}
+    for k in prog.module.KERNELS:
+        kernel = getattr(prog.module, k["name"])
+
+        def recorded(*args, _kernel=kernel, _name=k["name"], **kwargs):
+            out = _kernel(*args, **kwargs)
+            for value in out if isinstance(out, tuple) else (out,):
+                if getattr(value, "dtype", None) is not None and value.dtype.kind == "f":
+                    seen.setdefault(_name, set()).add(value.dtype)
+            return out
+
+        monkeypatch.setattr(prog.module, k["name"], recorded)
+    rng = np.random.default_rng(0)
+    prog.loss_and_grad(prog.init_params(0), {"x": rng.normal(size=(5, 6)),
+                                             "y": rng.integers(0, 3, size=5)})
+    assert seen and all(d == {np.dtype("float32")} for d in seen.values()), seen

@@ -5,6 +5,8 @@
 >>> x = sympy.Symbol("x")
 >>> NumpyPrinter().doprint(Sigmoid(x) * (1 - sympy.tanh(x) ** 2))
 '(1 - numpy.tanh(x)**2)*numpy.exp(-numpy.logaddexp(0, -x))'
+>>> NumpyPrinter().doprint(sympy.sqrt(2) * sympy.exp(x))   # float32 x stays float32
+'1.4142135623730951*numpy.exp(x)'
 """
 import sympy
 from sympy.printing.numpy import NumPyPrinter
@@ -72,6 +74,9 @@ class NumpyPrinter(NumPyPrinter):
         return super()._print_Pow(expr, rational)
 
     def _print(self, expr, **kwargs):
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational \
+                and expr.is_real and expr.is_finite:  # sqrt(2): a Python float, not
+            return repr(float(expr.evalf(17)))  # numpy.sqrt(2), whose float64 would promote
         return print_function(self, expr, "numpy_code") or super()._print(expr, **kwargs)
 
 
