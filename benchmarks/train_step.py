@@ -1,33 +1,43 @@
-"""One SGD training step, four ways, on the CPU: gradc (numpy backend) vs hand-written
+"""One training step on the CPU (SGD; Adam for W5): gradc (numpy backend) vs hand-written
 numpy vs PyTorch eager vs JAX jit.
 
 Workloads (float32):
   W1  1-32-32-1 tanh MLP, MSE, batch 1     (the seed's Flux example)
   W2  the same at batch 256
   W3  784-256-256-10 ReLU MLP, softmax cross-entropy, batch 128
+  W5  the tiny GPT of examples/tiny_gpt.py (issue 16), one Adam step at batch 32: gradc
+      compiles the example's model; PyTorch eager and JAX jit run the same network
+      written by hand from gradc's initial parameters (no hand-written numpy step), and
+      their first-step losses are checked against gradc's
 
-Each system runs the same number of SGD steps over the same data in the same order;
+Each system runs the same number of steps over the same data in the same order;
 systems alternate, each repeat is timed, the median is reported with its ratio to the
 fastest other system.  The sgemm floor is the step's matmul flops divided by the rate
 of one large numpy matmul measured in this run; "numpy BLAS only" is the same matmuls
 and the update with nothing else, the floor of any step whose matmuls numpy runs.
-Also: W3's cold compile time and a cache hit.
+Also: W3's cold compile time and a cache hit.  ``--profile`` times each kernel of
+gradc's W5 step in place instead.
 
-Run it:  python benchmarks/train_step.py [--repeats 5]
+Run it:  python benchmarks/train_step.py [--repeats 5] [--workloads W1,W2,W3,W5] [--profile]
 """
 import argparse
+import collections
+import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 import numpy as np
+import sympy
 
 from compiler import Input, Model, compile, nn, ops as F
 from compiler.cost import matmul_flops
 from compiler.flops import reverse_mode_graph
 from compiler.shapes import symbol
 from runtime import train
+from runtime.train import blas_threads
 
 LR = 1e-3
 
@@ -209,6 +219,275 @@ def run_jax(w, params, step):
     return time.perf_counter() - t
 
 
+# -- W5: the tiny GPT ------------------------------------------------------------------
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+GPT_LR = 3e-3  # tiny_gpt.py's learning rate, held constant (its cosine schedule left out)
+BETAS, EPS = (0.9, 0.999), 1e-8  # Adam's defaults in gradc, PyTorch and here
+
+
+def gpt_workload():
+    """W5: 10 epochs over 320 sorting sequences in order, 100 Adam steps of 32."""
+    sys.path.insert(0, EXAMPLES)
+    import tiny_gpt
+
+    return dict(gpt=tiny_gpt, batch=32, steps=100, data=tiny_gpt.sequences(32 * 10, seed=0))
+
+
+def gpt_names(params):
+    """gradc's parameter names of each transformer block of tiny_gpt.py, then the final
+    layer norm's and the output layer's; an error if gradc names them otherwise."""
+    blocks = [dict(ln1=f"layernorm{2 * i}", attn=f"attn{i}", ln2=f"layernorm{2 * i + 1}",
+                   fc=f"dense{2 * i}", proj=f"dense{2 * i + 1}") for i in range(2)]
+    used = {"embedding0.weight", "pos", "layernorm4.weight", "layernorm4.bias", "dense4.W",
+            "dense4.b"}
+    for block in blocks:
+        used |= {f"{block[k]}.{n}" for k in ("ln1", "ln2") for n in ("weight", "bias")}
+        used |= {f"{block['attn']}.{n}" for n in ("in_proj_W", "in_proj_b", "out_proj_W",
+                                                  "out_proj_b")}
+        used |= {f"{block[k]}.{n}" for k in ("fc", "proj") for n in ("W", "b")}
+    if used != set(params):
+        raise SystemExit(f"tiny_gpt.py's parameters are not the ones W5 writes by hand: "
+                         f"{sorted(used ^ set(params))}")
+    return blocks
+
+
+def run_gradc_gpt(w, prog, params, one_thread=False):
+    """gradc through runtime.train, with BLAS as its rule sets it or on one thread."""
+    from threadpoolctl import threadpool_limits
+
+    start = {k: v.copy() for k, v in params.items()}
+    with threadpool_limits(1, "blas") if one_thread else contextlib.nullcontext():
+        t = time.perf_counter()
+        hist = train(prog, w["data"], optimizer="adam", lr=GPT_LR, epochs=10,
+                     batch_size=w["batch"], shuffle=False, params=start, quiet=True)
+        return time.perf_counter() - t, hist.step_losses
+
+
+def gpt_batches(w, asarray):
+    """The minibatches in order: tokens, and the sorted half's targets (the last N)."""
+    tokens, targets = w["data"]["tokens"], w["data"]["targets"][:, -w["gpt"].N:]
+    B, n = w["batch"], len(tokens)
+    return [(asarray(tokens[s:s + B]), asarray(targets[s:s + B]))
+            for s in ((i * B) % n for i in range(w["steps"]))]
+
+
+def torch_gpt_loss(w, p, tokens, targets):
+    """tiny_gpt.py's loss in PyTorch: the mean cross-entropy of the sorted half."""
+    import torch.nn.functional as TF
+
+    g = w["gpt"]
+    (b, t), d, h = tokens.shape, g.WIDTH, g.HEADS
+    x = TF.embedding(tokens, p["embedding0.weight"]) + p["pos"]
+    for k in w["blocks"]:
+        a = TF.layer_norm(x, (d,), p[k["ln1"] + ".weight"], p[k["ln1"] + ".bias"])
+        qkv = TF.linear(a, p[k["attn"] + ".in_proj_W"], p[k["attn"] + ".in_proj_b"])
+        q, key, v = (z.reshape(b, t, h, d // h).transpose(1, 2) for z in qkv.split(d, dim=-1))
+        a = TF.scaled_dot_product_attention(q, key, v, is_causal=True)
+        a = a.transpose(1, 2).reshape(b, t, d)
+        x = x + TF.linear(a, p[k["attn"] + ".out_proj_W"], p[k["attn"] + ".out_proj_b"])
+        a = TF.layer_norm(x, (d,), p[k["ln2"] + ".weight"], p[k["ln2"] + ".bias"])
+        a = TF.gelu(TF.linear(a, p[k["fc"] + ".W"], p[k["fc"] + ".b"]))
+        x = x + TF.linear(a, p[k["proj"] + ".W"], p[k["proj"] + ".b"])
+    x = TF.layer_norm(x, (d,), p["layernorm4.weight"], p["layernorm4.bias"])
+    logits = TF.linear(x, p["dense4.W"], p["dense4.b"])
+    return TF.cross_entropy(logits[:, g.N:].reshape(-1, g.VOCAB), targets.reshape(-1))
+
+
+def run_torch_gpt(w, params, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    # gradc's weights are (in, out); torch's linear layers keep (out, in)
+    p = {k: torch.tensor(v.T.copy() if k.endswith("W") else v, requires_grad=True)
+         for k, v in params.items()}
+    # fused: one kernel over all parameters, the fastest of PyTorch's Adams here (NOTES.md)
+    opt = torch.optim.Adam(p.values(), lr=GPT_LR, betas=BETAS, eps=EPS, fused=True)
+    batches, losses = gpt_batches(w, torch.tensor), []
+    t = time.perf_counter()
+    for tokens, targets in batches:
+        loss = torch_gpt_loss(w, p, tokens, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    elapsed = time.perf_counter() - t
+    return elapsed, [float(v) for v in losses]
+
+
+def jax_gpt_step(w):
+    import jax
+    import jax.numpy as jnp
+
+    g = w["gpt"]
+    d, h, tree = g.WIDTH, g.HEADS, jax.tree_util.tree_map
+    causal = jnp.tril(jnp.ones((g.T, g.T), bool))
+
+    def norm(x, p, name):
+        centred = x - x.mean(-1, keepdims=True)
+        scaled = centred / jnp.sqrt((centred * centred).mean(-1, keepdims=True) + 1e-5)
+        return scaled * p[name + ".weight"] + p[name + ".bias"]
+
+    def loss(p, tokens, targets):
+        (b, t), heads = tokens.shape, (lambda z: z.reshape(b, t, h, d // h).transpose(0, 2, 1, 3))
+        x = p["embedding0.weight"][tokens] + p["pos"]
+        for k in w["blocks"]:
+            qkv = norm(x, p, k["ln1"]) @ p[k["attn"] + ".in_proj_W"] + p[k["attn"] + ".in_proj_b"]
+            q, key, v = (heads(z) for z in jnp.split(qkv, 3, axis=-1))
+            scores = jnp.where(causal, q @ key.transpose(0, 1, 3, 2) / np.sqrt(d // h), -jnp.inf)
+            a = (jax.nn.softmax(scores, axis=-1) @ v).transpose(0, 2, 1, 3).reshape(b, t, d)
+            x = x + a @ p[k["attn"] + ".out_proj_W"] + p[k["attn"] + ".out_proj_b"]
+            a = norm(x, p, k["ln2"]) @ p[k["fc"] + ".W"] + p[k["fc"] + ".b"]
+            x = x + jax.nn.gelu(a, approximate=False) @ p[k["proj"] + ".W"] + p[k["proj"] + ".b"]
+        logits = norm(x, p, "layernorm4") @ p["dense4.W"] + p["dense4.b"]
+        z = jax.nn.log_softmax(logits[:, g.N:].reshape(-1, g.VOCAB))
+        return -jnp.mean(jnp.take_along_axis(z, targets.reshape(-1, 1), axis=1))
+
+    @jax.jit
+    def step(p, m, v, count, tokens, targets):
+        """One Adam step as PyTorch's: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)."""
+        (b1, b2), count = BETAS, count + 1
+        value, grads = jax.value_and_grad(loss)(p, tokens, targets)
+        m = tree(lambda m, d: b1 * m + (1 - b1) * d, m, grads)
+        v = tree(lambda v, d: b2 * v + (1 - b2) * d * d, v, grads)
+        bc1, bc2 = 1 - b1 ** count, 1 - b2 ** count
+        p = tree(lambda p, m, v: p - GPT_LR / bc1 * m / (jnp.sqrt(v) / jnp.sqrt(bc2) + EPS), p, m, v)
+        return p, m, v, count, value
+
+    return step
+
+
+def run_jax_gpt(w, params, step):
+    import jax
+    import jax.numpy as jnp
+
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    m, v = ({k: jnp.zeros_like(x) for k, x in p.items()} for _ in range(2))
+    count, batches, losses = jnp.zeros((), jnp.float32), gpt_batches(w, jnp.asarray), []
+    jax.block_until_ready(step(p, m, v, count, *batches[0]))  # compile outside the timing
+    t = time.perf_counter()
+    for tokens, targets in batches:
+        p, m, v, count, loss = step(p, m, v, count, tokens, targets)
+        losses.append(loss)
+    jax.block_until_ready(p)
+    elapsed = time.perf_counter() - t
+    return elapsed, [float(v) for v in losses]
+
+
+def run_gpt_blas_only(w, graph):
+    """The matmuls of one gradc W5 step (forward and backward, shapes from the graph at
+    the batch size) on float32 operands, into preallocated results, ``steps`` times."""
+    rng, sizes = np.random.default_rng(0), {symbol("B"): w["batch"]}
+    calls = []
+    for node in graph.nodes:
+        if node.op == "matmul":
+            a, b, out = (tuple(int(sympy.sympify(d).subs(sizes)) for d in shape)
+                         for shape in (node.inputs[0].shape, node.inputs[1].shape, node.shape))
+            calls.append((rng.normal(size=a).astype(np.float32),
+                          rng.normal(size=b).astype(np.float32), np.empty(out, np.float32)))
+    t = time.perf_counter()
+    for _ in range(w["steps"]):
+        for a, b, out in calls:
+            np.matmul(a, b, out=out)
+    return time.perf_counter() - t
+
+
+def loss_check(losses, at):
+    """The losses of step ``at`` and their largest difference relative to gradc's."""
+    values = {k: v[at] for k, v in losses.items()}
+    spread = max(abs(v - values["gradc"]) for v in values.values()) / abs(values["gradc"])
+    return ", ".join(f"{k} {v:.7f}" for k, v in values.items()), spread
+
+
+def gpt_benchmark(repeats, torch, jax, rate):
+    w = gpt_workload()
+    prog = compile(w["gpt"].model)
+    params = prog.init_params(0)
+    w["blocks"] = gpt_names(params)
+    systems = {"gradc": lambda: run_gradc_gpt(w, prog, params),
+               "gradc, 1 thread": lambda: run_gradc_gpt(w, prog, params, one_thread=True)}
+    if torch is not None:  # its default threads, and one (other work on the cores: see NOTES)
+        systems["PyTorch eager"] = lambda: run_torch_gpt(w, params, os.cpu_count())
+        systems["PyTorch, 1 thread"] = lambda: run_torch_gpt(w, params, 1)
+    if jax is not None:
+        step = jax_gpt_step(w)
+        systems["JAX jit"] = lambda: run_jax_gpt(w, params, step)
+    n = len(w["data"]["tokens"])
+    threads = blas_threads(prog, prog.check_batch(w["data"]), w["batch"], n)
+    print(f"W5   load average {os.getloadavg()[0]:.2f} at the start; gradc's BLAS: "
+          f"{'one thread' if threads == 1 else 'its own threads'} (runtime.train's rule)")
+    times, losses = {k: [] for k in systems}, {}
+    for _ in range(repeats):
+        for k, fn in systems.items():
+            elapsed, run_losses = fn()
+            times[k].append(elapsed / w["steps"])
+            losses.setdefault(k, run_losses)
+    best_other = print_times("W5", {k: statistics.median(v) for k, v in times.items()})
+    graph = reverse_mode_graph(w["gpt"].model)
+    floor = statistics.median(run_gpt_blas_only(w, graph) / w["steps"] for _ in range(repeats))
+    count = sum(node.op == "matmul" for node in graph.nodes)
+    print(f"W5   {'numpy BLAS only':<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
+          f"   (the step's {count} matmuls alone)")
+    mm = float(matmul_flops(graph.nodes).subs(symbol("B"), w["batch"]))
+    gradc = statistics.median(times["gradc"])
+    print(f"W5   {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at {gradc / (mm / rate):.2f}x "
+          f"the floor ({mm / 1e6:.0f} MFLOP of matmuls)")
+    first, spread = loss_check(losses, 0)
+    verdict = "agree" if spread <= 1e-4 else "DISAGREE"
+    print(f"W5   first-step loss: {first}; largest relative difference {spread:.1e} "
+          f"({verdict} to 1e-4)")
+    last, spread = loss_check(losses, -1)
+    print(f"W5   step-{w['steps']} loss: {last}; largest relative difference {spread:.1e}")
+    print(f"W5   load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def profile_gpt(repeats):
+    """gradc's W5 step with each kernel of the generated module (and the update) timed in
+    place, at batch 32 and at batch 1 (where a kernel's time is almost all its fixed
+    cost: the Python call and numpy's dispatch): totals by kind, the largest kernels.
+    As in the step's time, runtime.train's one evaluation of the initial loss is in."""
+    w = gpt_workload()
+    prog = compile(w["gpt"].model)
+    params, module = prog.init_params(0), prog.module
+    kinds = {}
+    for k in module.KERNELS:
+        ops = {n.split()[1] for n in k["nodes"]}
+        kinds[k["name"]] = "gelu" if ops & {"gelu", "erf"} else \
+            "matmul" if "matmul" in ops else "other"
+    kinds["update_adam"] = "update"
+    originals = {name: getattr(module, name) for name in kinds}
+    print(f"load average {os.getloadavg()[0]:.2f}; {prog.path.name}")
+    for batch in (32, 1):
+        wb = {**w, "batch": batch, "data": w["gpt"].sequences(batch * 10, seed=0)}
+        plain = statistics.median(run_gradc_gpt(wb, prog, params)[0] for _ in range(repeats))
+        spent = collections.Counter()
+        for name, fn in originals.items():
+            setattr(module, name, _timed(spent, name, fn))
+        try:
+            elapsed = sum(run_gradc_gpt(wb, prog, params)[0] for _ in range(repeats))
+        finally:
+            for name, fn in originals.items():
+                setattr(module, name, fn)
+        steps = repeats * w["steps"]
+        us = {k: v / steps * 1e6 for k, v in spent.items()}
+        print(f"batch {batch}: step {plain / w['steps'] * 1e6:.0f} us (median of {repeats}); "
+              f"with each kernel timed {elapsed / steps * 1e6:.0f} us, in kernels "
+              f"{sum(us.values()):.0f} us")
+        for kind in ("matmul", "gelu", "other", "update"):
+            names = [k for k in us if kinds[k] == kind]
+            print(f"  {kind:<7} {len(names):3d} kernels {sum(us[k] for k in names):8.0f} us")
+        for name, t in sorted(us.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"    {name:<44} {t:7.1f}")
+
+
+def _timed(spent, name, fn):
+    def run(*args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        spent[name] += time.perf_counter() - t
+        return out
+    return run
+
+
 def sgemm_rate():
     a = np.random.default_rng(0).normal(size=(1024, 1024)).astype(np.float32)
     a @ a
@@ -246,10 +525,26 @@ def compile_times():
     return cold, hit
 
 
+def print_times(name, med):
+    """One row per system: its median step and its ratio to the fastest other system
+    (for the others, to the fastest of gradc and that)."""
+    best_other = min(v for k, v in med.items() if not k.startswith("gradc"))
+    for k, v in med.items():
+        ratio = v / best_other if k.startswith("gradc") else v / min(med["gradc"], best_other)
+        print(f"{name:4} {k:<16} {v * 1e6:>10.1f} us {ratio:>13.2f}x")
+    return best_other
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workloads", default="W1,W2,W3,W5", help="comma-separated")
+    parser.add_argument("--profile", action="store_true", help="time each kernel of gradc's W5 step")
     args = parser.parse_args()
+    if args.profile:
+        profile_gpt(args.repeats)
+        return
+    chosen = args.workloads.split(",")
     try:
         import torch
 
@@ -264,6 +559,8 @@ def main():
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}; sgemm 1024^3: {rate / 1e9:.1f} GFLOP/s")
     print(f"{'':4} {'system':<16} {'median step':>12} {'vs best other':>14}")
     for name, w in workloads().items():
+        if name not in chosen:
+            continue
         prog = compile(gradc_model(w))
         params = init(w["sizes"])
         systems = {"gradc": lambda: run_gradc(w, prog, params), "numpy (by hand)": lambda: run_numpy(w, params)}
@@ -277,18 +574,18 @@ def main():
             for k, fn in systems.items():
                 times[k].append(fn() / w["steps"])
         med = {k: statistics.median(v) for k, v in times.items()}
-        best_other = min(v for k, v in med.items() if k != "gradc")
-        for k, v in med.items():
-            ratio = v / best_other if k == "gradc" else v / min(med["gradc"], best_other)
-            print(f"{name:4} {k:<16} {v * 1e6:>10.1f} us {ratio:>13.2f}x")
+        best_other = print_times(name, med)
         floor = statistics.median(run_blas_only(w, params) / w["steps"] for _ in range(args.repeats))
         print(f"{name:4} {'numpy BLAS only':<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
               "   (the same matmuls and update alone)")
         mm = float(matmul_flops(reverse_mode_graph(gradc_model(w)).nodes).subs(symbol("B"), w["batch"]))
         print(f"{name:4} {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at "
               f"{med['gradc'] / (mm / rate):.2f}x the floor")
-    cold, hit = compile_times()
-    print(f"W3 compile: cold {cold * 1e3:.0f} ms, cache hit {hit * 1e3:.1f} ms")
+    if "W5" in chosen and (torch is not None or jax is not None):
+        gpt_benchmark(args.repeats, torch, jax, rate)
+    if "W3" in chosen:
+        cold, hit = compile_times()
+        print(f"W3 compile: cold {cold * 1e3:.0f} ms, cache hit {hit * 1e3:.1f} ms")
 
 
 if __name__ == "__main__":

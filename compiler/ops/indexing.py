@@ -367,8 +367,7 @@ register(OpDef(
     vjp=lambda node, g: [scatter_add_node(g, node.inputs[1], node.attr("axis"),
                                           node.inputs[0].shape[node.attr("axis")]), None],
     jvp=lambda node, t: take_along_axis_node(t[0], node.inputs[1], node.attr("axis")),
-    numpy=lambda node, args: f"numpy.take_along_axis({args[0]}, {args[1]}, "
-                             f"axis={node.attr('axis')})",
+    numpy=lambda node, args: f"_rt.take_along_axis({args[0]}, {args[1]}, {node.attr('axis')})",
     triton=_take_triton, scalarize=_take_scalarize, flops=0,
     doc="x at integer indices along an axis (indices of x's shape but along the axis)"))
 register(OpDef(
