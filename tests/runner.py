@@ -16,3 +16,11 @@ def gradc(*args, cwd=None, env=None, interpret=True):
         env.pop("TRITON_INTERPRET", None)
     return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def one_line_error(result):
+    """The one line a failed ``gradc`` run printed, after checking it exited with status 2
+    and printed nothing else (no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (result.returncode, result.stderr)
+    return lines[0]
