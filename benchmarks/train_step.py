@@ -35,6 +35,7 @@ import sympy
 from compiler import Input, Model, compile, nn, ops as F
 from compiler.cost import matmul_flops
 from compiler.flops import reverse_mode_graph
+from compiler.ops.registry import OPS
 from compiler.shapes import symbol
 from runtime import train
 from runtime.train import blas_threads
@@ -379,7 +380,7 @@ def run_gpt_blas_only(w, graph):
     rng, sizes = np.random.default_rng(0), {symbol("B"): w["batch"]}
     calls = []
     for node in graph.nodes:
-        if node.op == "matmul":
+        if is_matmul(node.op):
             a, b, out = (tuple(int(sympy.sympify(d).subs(sizes)) for d in shape)
                          for shape in (node.inputs[0].shape, node.inputs[1].shape, node.shape))
             calls.append((rng.normal(size=a).astype(np.float32),
@@ -424,7 +425,7 @@ def gpt_benchmark(repeats, torch, jax, rate):
     best_other = print_times("W5", {k: statistics.median(v) for k, v in times.items()})
     graph = reverse_mode_graph(w["gpt"].model)
     floor = statistics.median(run_gpt_blas_only(w, graph) / w["steps"] for _ in range(repeats))
-    count = sum(node.op == "matmul" for node in graph.nodes)
+    count = sum(is_matmul(node.op) for node in graph.nodes)
     print(f"W5   {'numpy BLAS only':<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
           f"   (the step's {count} matmuls alone)")
     mm = float(matmul_flops(graph.nodes).subs(symbol("B"), w["batch"]))
@@ -440,6 +441,23 @@ def gpt_benchmark(repeats, torch, jax, rate):
     print(f"W5   load average {os.getloadavg()[0]:.2f} at the end")
 
 
+def is_matmul(op):
+    """Whether the op called ``op`` is a contraction (a matmul), from its registry entry."""
+    return OPS[op].kind == "contraction"
+
+
+def calls_erf(op):
+    """Whether an elementwise op's body calls erf (GELU, erf itself): the W5 profile's GELU."""
+    entry = OPS[op]
+    if entry.kind != "elementwise" or entry.scalar is None:
+        return False
+    try:
+        body = entry.scalar(*sympy.symbols(f"a0:{entry.arity}"))
+    except TypeError:  # a body that needs an attribute (heaviside's value at 0): not GELU
+        return False
+    return body.has(sympy.erf)
+
+
 def profile_gpt(repeats):
     """gradc's W5 step with each kernel of the generated module (and the update) timed in
     place, at batch 32 and at batch 1 (where a kernel's time is almost all its fixed
@@ -451,8 +469,8 @@ def profile_gpt(repeats):
     kinds = {}
     for k in module.KERNELS:
         ops = {n.split()[1] for n in k["nodes"]}
-        kinds[k["name"]] = "gelu" if ops & {"gelu", "erf"} else \
-            "matmul" if "matmul" in ops else "other"
+        kinds[k["name"]] = "GELU" if any(calls_erf(op) for op in ops) else \
+            "matmuls" if any(is_matmul(op) for op in ops) else "other"
     kinds["update_adam"] = "update"
     originals = {name: getattr(module, name) for name in kinds}
     print(f"load average {os.getloadavg()[0]:.2f}; {prog.path.name}")
@@ -472,7 +490,7 @@ def profile_gpt(repeats):
         print(f"batch {batch}: step {plain / w['steps'] * 1e6:.0f} us (median of {repeats}); "
               f"with each kernel timed {elapsed / steps * 1e6:.0f} us, in kernels "
               f"{sum(us.values()):.0f} us")
-        for kind in ("matmul", "gelu", "other", "update"):
+        for kind in ("matmuls", "GELU", "other", "update"):
             names = [k for k in us if kinds[k] == kind]
             print(f"  {kind:<7} {len(names):3d} kernels {sum(us[k] for k in names):8.0f} us")
         for name, t in sorted(us.items(), key=lambda kv: -kv[1])[:12]:
