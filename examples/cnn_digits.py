@@ -10,6 +10,7 @@ Run it:  gradc train examples/cnn_digits.py   or   python examples/cnn_digits.py
 """
 import numpy as np
 
+import digits  # the data: the same images and split as the MLP's
 from compiler import Input, Model, nn, ops as F
 
 x, label = Input("x", ("B", 1, 8, 8)), Input("label", ("B",), dtype="int64")
@@ -24,16 +25,9 @@ training = {"optimizer": "adam", "lr": 2e-3, "batch_size": 32, "epochs": 30}
 
 
 def load(seed=0):
-    """``(train, test)``: 1x8x8 images scaled to [0, 1], the seeded 75/25 split of digits.py."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise SystemExit("cnn_digits.py needs scikit-learn: pip install scikit-learn") from None
-    digits = load_digits()
-    order = np.random.default_rng(seed).permutation(len(digits.target))
-    xs, ys = digits.images[order][:, None] / 16.0, digits.target[order]
-    cut = int(0.75 * len(ys))
-    return {"x": xs[:cut], "label": ys[:cut]}, {"x": xs[cut:], "label": ys[cut:]}
+    """``(train, test)``: digits.py's split, each image as 1x8x8."""
+    return tuple({"x": part["x"].reshape(-1, 1, 8, 8), "label": part["label"]}
+                 for part in digits.load(seed))
 
 
 def data(seed=0):
