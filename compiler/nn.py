@@ -67,19 +67,17 @@ class Layer:
         return []
 
     def buffers(self):
-        if self.name is not None:
-            return [F.Buffer(f"{self.name}.{field}", shape, init=init)
-                    for field, shape, init in self.buffer_specs()]
-        return [F.layer_buffer(self._unnamed, field, shape, init)
-                for field, shape, init in self.buffer_specs()]
+        """The layer's buffers (placeholders until the layer has a name)."""
+        return self._leaves(self.buffer_specs(), F.Buffer, F.layer_buffer)
 
     def params(self):
         """The layer's parameters (placeholders until the layer has a name)."""
+        return self._leaves(self.specs(), F.Param, F.layer_param)
+
+    def _leaves(self, specs, named, placeholder):
         if self.name is not None:
-            return [F.Param(f"{self.name}.{field}", shape, init=init)
-                    for field, shape, init in self.specs()]
-        return [F.layer_param(self._unnamed, field, shape, init)
-                for field, shape, init in self.specs()]
+            return [named(f"{self.name}.{field}", shape, init=init) for field, shape, init in specs]
+        return [placeholder(self._unnamed, field, shape, init) for field, shape, init in specs]
 
 
 def _positive(layer, *sizes):
