@@ -75,13 +75,13 @@ def compile_module(path, arch="sm_90", want=("resources",)):
     out = {}
     float_ptr = "*fp64" if "float64" in str(module.DTYPE) else "*fp32"
     # kernels launching the same device kernel (KERNELS' "device") share its compilation
-    kernels = [(k["name"], k["device"], k["pointers"], k.get("classes"))
+    kernels = [(k["name"], k["device"], k["pointers"], k.get("classes"), k)
                for k in module.KERNELS]
-    kernels += [(f"update_{rule}", f"update_{rule}_kernel", {}, None)  # pointers: all floats
+    kernels += [(f"update_{rule}", f"update_{rule}_kernel", {}, None, {})  # pointers: all floats
                 for rule in module.OPTIMIZERS]
     done = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, device, pointers, classes in kernels:
+        for name, device, pointers, classes, row in kernels:
             if device in done:
                 out[name] = dict(done[device])
                 continue
@@ -92,9 +92,10 @@ def compile_module(path, arch="sm_90", want=("resources",)):
             pointers = {p: pointers.get(p, float_ptr) for p in fn.arg_names if p.endswith("_ptr")}
             result = None
             for i, config in enumerate(configs):
-                tuned = config.kwargs if config else {}
+                # a kernel the host launches with fixed blocks (row-wise): those
+                tuned = {**(config.kwargs if config else {}), **row.get("constants", {})}
                 options = {"num_warps": config.num_warps, "num_stages": config.num_stages} \
-                    if config else None
+                    if config else {"num_warps": row["num_warps"]} if "num_warps" in row else None
                 if classes is not None:  # the chunk of classes the host launches with
                     tuned = {**tuned, "BLOCK_C": min(module.CE_BLOCK_C,
                                                      triton.next_power_of_2(classes))}

@@ -8,7 +8,11 @@ A kernel is a tree of nodes computed together, of one of four shapes:
 - reduction: one reduction (sum, max, logsumexp) with its elementwise producers
   fused before it and elementwise consumers after it;
 - loss: the row-wise softmax cross-entropy (or its gradient, or the accuracy), reading
-  its logits and labels.
+  its logits and labels;
+- row-wise: reductions over the last axes of one shape ``S`` (a layer norm's mean and
+  variance, a softmax's max and sum) with the elementwise ops around them, each row held
+  in registers: a DAG, not a tree, and it stores every member that something outside
+  reads (``Kernel.stored``).
 
 Then siblings that read the same buffer merge into one kernel with several results
 (``merge_siblings``): the cross-entropy's gradient and the training accuracy join the
@@ -28,17 +32,31 @@ becomes a boundary, stored in a buffer, when it is a graph output, when several 
 use it, or when its kernel has reached ``MAX_NODES``.  Leaves (inputs, parameters) are
 buffers; constants are inlined.
 
+A node that these rules stop joins a row-wise kernel instead (``_row_join``) when it and
+the kernel are rows of one shape: every member's shape is ``S``, its rows ``L + (1,)*k`` or
+``L`` (``S = L + R``, ``R`` the last ``k`` axes, of a known length from 2 to ``MAX_ROW``), and
+every reduction reduces ``R`` of ``S``.  Such a node may also have users outside: the kernel
+then stores it too.  Kernels run in an order where each runs after those it reads; should
+stored members make two kernels read each other, those members lose their row join and
+the partition is made again.
+
 The fusion report (``report(kernels, index)``) says what went where and why each
 boundary is there.
 """
+import heapq
+
+import sympy
 from dataclasses import dataclass, field
 
 from compiler.graph import contains, users_of
 from compiler.ops.leaf import is_const
 from compiler.ops.reduce import is_column_sum
 from compiler.ops.registry import OPS
+from compiler.shapes import fmt, numel
 
 MAX_NODES = 24
+MAX_ROW = 4096  # the longest row a row-wise kernel holds in registers
+MAX_ROW_NODES = 48
 
 
 @dataclass(eq=False)
@@ -56,6 +74,8 @@ class Kernel:
     name: str = ""
     groups: list = field(default_factory=list)
     merged: str = ""
+    rows: tuple = None    # a row-wise kernel: (S, k), rows of the last k axes of shape S
+    stored: list = None   # a row-wise kernel: the root, then the members read outside
 
     def __post_init__(self):
         self.groups = self.groups or [list(self.members)]
@@ -67,8 +87,9 @@ class Kernel:
 
     @property
     def outputs(self):
-        """Every result the kernel stores: the root, then each merged sibling's."""
-        return [g[-1] for g in self.groups]
+        """Every result the kernel stores: the root, then each merged sibling's (or, for a
+        row-wise kernel, each member read outside it)."""
+        return list(self.stored) if self.stored else [g[-1] for g in self.groups]
 
 
 def _boundary_reason(node, users, outputs):
@@ -142,36 +163,22 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
     users = users_of(graph.nodes)
     outputs = set(graph.outputs.values())
-    owner, joined, reasons, heavy = {}, {}, {}, {}
-    for n in reversed(nodes):
-        reason = _boundary_reason(n, users, outputs)
-        if reason is None:
-            (user,) = users[n]
-            root = owner[user]
-            reason = _join_rule(n, user, user is root, heavy.get(root), joined[root])
-            if reason is None and len(joined[root]) >= MAX_NODES:
-                reason = f"kernel reached {MAX_NODES} nodes"
-            if reason is None:
-                owner[n] = root
-                joined[root].append(n)
-                if OPS[n.op].kind in HEAVY:
-                    heavy[root] = n
-                continue
-        owner[n] = n
-        joined[n] = [n]
-        reasons[n] = reason
-        if OPS[n.op].kind in HEAVY:
-            heavy[n] = n
-    members = {}
-    for n in nodes:
-        members.setdefault(owner[n], []).append(n)
-    kernels = []
-    for n in nodes:
-        if owner[n] is n:
-            phase = ("backward" if n not in forward_nodes else
-                     "forward" if n in predict_nodes or not predict_nodes else
-                     "metric" if loss_nodes is not None and n not in loss_nodes else "loss")
-            kernels.append(Kernel(len(kernels), members[n], phase, reasons[n]))
+
+    def phase(n):
+        return ("backward" if n not in forward_nodes else
+                "forward" if n in predict_nodes or not predict_nodes else
+                "metric" if loss_nodes is not None and n not in loss_nodes else "loss")
+
+    hints = _row_hints(nodes, users)
+    kept_inside = set()  # nodes whose row join may not store them (it made a cycle)
+    while True:
+        owner, joined, reasons, rows = _assign(nodes, users, outputs, kept_inside, phase, hints)
+        kernels, cyclic = _ordered(nodes, owner, joined, reasons, rows, users, outputs)
+        if not cyclic:
+            break
+        kept_inside.update(cyclic)
+    for i, k in enumerate(kernels):
+        k.index, k.phase = i, phase(k.root)
     kernels = merge_siblings(kernels)
     for i, k in enumerate(kernels):
         k.index = i
@@ -183,6 +190,190 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
         k.inputs = list(reads)
         k.name = kernel_name(i, k.groups)
     return kernels
+
+
+def _assign(nodes, users, outputs, kept_inside, phase, hints):
+    """Each node's kernel (``owner``: node -> the kernel's root), each kernel's members
+    (``joined``), why each kernel ended (``reasons``) and the row-wise kernels' ``(S, k)``.
+    A row join stores a node only in a kernel of its own ``phase`` (``predict`` runs the
+    forward kernels alone)."""
+    owner, joined, reasons, heavy, rows = {}, {}, {}, {}, {}
+    for n in reversed(nodes):
+        reason = _boundary_reason(n, users, outputs)
+        if reason is None:
+            (user,) = users[n]
+            root = owner[user]
+            reason = _join_rule(n, user, user is root, heavy.get(root), joined[root])
+            if reason is None and root in rows:
+                reason = _row_misfit(n, joined[root], rows[root], users)
+            limit = MAX_ROW_NODES if root in rows else MAX_NODES
+            if reason is None and len(joined[root]) >= limit:
+                reason = f"kernel reached {limit} nodes"
+            if reason is None:
+                owner[n] = root
+                joined[root].append(n)
+                if OPS[n.op].kind in HEAVY:
+                    heavy[root] = n
+                continue
+        row = _row_join(n, users, outputs, owner, joined, rows, n in kept_inside, phase, hints)
+        if row is not None:
+            root, rows[root] = row
+            owner[n] = root
+            joined[root].append(n)
+            if OPS[n.op].kind in HEAVY:
+                heavy.setdefault(root, n)
+            continue
+        owner[n] = n
+        joined[n] = [n]
+        reasons[n] = reason
+        if OPS[n.op].kind in HEAVY:
+            heavy[n] = n
+    return owner, joined, reasons, rows
+
+
+def _ordered(nodes, owner, joined, reasons, rows, users, outputs):
+    """The kernels, each after the kernels it reads (by their roots' order where free),
+    and the stored row members of kernels that read each other (empty when none do)."""
+    members, position = {}, {}
+    for i, n in enumerate(nodes):
+        members.setdefault(owner[n], []).append(n)
+        position[n] = i
+    kernels = {}
+    for root, group in members.items():
+        k = Kernel(0, group, "", reasons[root])
+        if root in rows:
+            inside = set(group)
+            k.rows = rows[root]
+            k.stored = [root] + [m for m in group if m is not root and (
+                m in outputs or any(u not in inside for u in users[m]))]
+        kernels[root] = k
+    needs = {root: {owner[i] for m in group for i in m.inputs
+                    if i in owner and owner[i] is not root} for root, group in members.items()}
+    waiting = {root: len(needs[root]) for root in members}
+    readers = {}
+    for root, needed in needs.items():
+        for r in needed:
+            readers.setdefault(r, []).append(root)
+    ready = [(position[root], id(root), root) for root in members if not waiting[root]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, _, root = heapq.heappop(ready)
+        order.append(kernels[root])
+        for r in readers.get(root, ()):
+            waiting[r] -= 1
+            if not waiting[r]:
+                heapq.heappush(ready, (position[r], id(r), r))
+    if len(order) == len(members):
+        return order, set()
+    left = {root for root in members if waiting[root]}
+    return order, {m for root in left if kernels[root].stored for m in kernels[root].stored[1:]}
+
+
+def row_signature(node):
+    """``(S, k)`` when ``node`` is a reduction over the last ``k`` axes of its input of shape
+    ``S`` whose rows have a known length from 2 to ``MAX_ROW``, else None."""
+    if OPS[node.op].kind != "reduce":
+        return None
+    x, axes = node.inputs[0], tuple(node.attr("axes"))
+    k = len(axes)
+    if not k or axes != tuple(range(x.ndim - k, x.ndim)):
+        return None
+    length = numel(x.shape[x.ndim - k:])
+    if not isinstance(length, int) or not 2 <= length <= MAX_ROW:
+        return None
+    return tuple(x.shape), k
+
+
+def row_class(shape, rows):
+    """``full`` for the shape ``S`` of ``rows = (S, k)``, ``row`` for ``L + (1,)*k`` and ``lead``
+    for ``L`` (one value per row), ``flat`` for another shape of as many elements as ``S``
+    (a reshape of the result, stored in the same order), else None."""
+    S, k = rows
+    lead = S[:len(S) - k]
+    if tuple(shape) == S:
+        return "full"
+    if tuple(shape) == lead + (1,) * k:
+        return "row"
+    if tuple(shape) == lead:
+        return "lead"
+    return "flat" if sympy.sympify(numel(shape) - numel(S)) == 0 else None
+
+
+# (class of a producer, class of its user) that a row-wise kernel computes in registers
+ROW_EDGES = {
+    "elementwise": {("full", "full"), ("row", "full"), ("row", "row"), ("lead", "lead")},
+    "relabel": {("full", "full"), ("row", "row"), ("lead", "lead"), ("row", "lead"),
+                ("lead", "row"), ("full", "flat")},
+    "broadcast": {("full", "full"), ("row", "full"), ("row", "row")},
+    "reduce": {("full", "row"), ("full", "lead")},
+    "positional": {("full", "full")},
+}
+
+
+def _row_form(node):
+    """How a row-wise kernel computes ``node`` (a key of ``ROW_EDGES``), or None."""
+    op = OPS[node.op]
+    if op.kind in ("elementwise", "reduce"):
+        return op.kind
+    if op.kind == "shape" and op.view in ("relabel", "broadcast"):
+        return op.view
+    return "positional" if op.positional else None
+
+
+def _row_hints(nodes, users):
+    """Each node that a row-wise kernel could hold -> the ``(S, k)`` of the first reduction
+    (in graph order) it is connected to through such nodes: a node with no reduction in its
+    kernel yet (a layer norm's last ops) joins the rows of the reductions before it."""
+    hints = {}
+    for r in nodes:
+        sig = row_signature(r)
+        if sig is None or r in hints:
+            continue
+        hints[r], stack = sig, [r]
+        while stack:
+            n = stack.pop()
+            for m in list(n.inputs) + list(users[n]):
+                if m not in hints and OPS[m.op].kind != "leaf" and _row_form(m) and \
+                        row_class(m.shape, sig) not in (None, "flat"):
+                    hints[m] = sig
+                    stack.append(m)
+    return hints
+
+
+def _row_misfit(n, members, rows, users):
+    """None when ``n`` can be computed in a row-wise kernel over ``rows`` holding
+    ``members``, else why not."""
+    form, cls = _row_form(n), row_class(n.shape, rows)
+    if form is None:
+        return f"{n.op} has no row-wise form"
+    if cls is None or (cls == "flat" and form != "relabel") or (
+            form == "reduce" and row_signature(n) != rows):
+        return f"{n.op} {fmt(n.shape)} is not a row of {fmt(rows[0])}"
+    inside = set(members)
+    for u in users[n]:
+        if u in inside and (cls, row_class(u.shape, rows)) not in ROW_EDGES.get(_row_form(u), ()):
+            return f"{u.op} reads {n.op} across rows"
+    return None
+
+
+def _row_join(n, users, outputs, owner, joined, rows, keep_inside, phase, hints):
+    """``(root, (S, k))`` of the row-wise kernel ``n`` joins, or None (see the docstring)."""
+    for root in dict.fromkeys(owner[u] for u in users[n]):
+        members = joined[root]
+        if len(members) >= MAX_ROW_NODES:
+            continue
+        outside = n in outputs or any(owner[u] is not root for u in users[n])
+        if outside and (keep_inside or phase(n) != phase(root)):
+            continue
+        sig = rows.get(root) or row_signature(n) or next(
+            (row_signature(m) for m in members if row_signature(m)), None) or hints.get(n)
+        if sig is None or _row_misfit(n, members, sig, users) is not None:
+            continue
+        if root not in rows and any(_row_misfit(m, members, sig, users) for m in members):
+            continue
+        return root, sig
+    return None
 
 
 def _loss_sibling(a, b, position):

@@ -47,7 +47,7 @@ def test_no_module_outside_ops_names_an_op():
                        "predicate of compiler/ops instead):\n" + "\n".join(found))
 
 
-def test_missing_rules_asks_a_reduction_for_its_scalarization_and_triton_passes():
+def test_missing_rules_asks_a_reduction_for_its_scalarization_and_triton_code():
     probe = OpDef("_probe_reduce", "reduce", shape=lambda i, a: (), dtype=lambda i, a: "float",
                   vjp=lambda n, g: [g], jvp=lambda n, t: t[0], numpy=lambda n, a: a[0], flops=0)
     OPS[probe.name] = probe
@@ -56,7 +56,7 @@ def test_missing_rules_asks_a_reduction_for_its_scalarization_and_triton_passes(
     finally:
         del OPS[probe.name]
     assert f"{probe.name}: scalarize" in missing
-    assert f"{probe.name}: triton_passes" in missing
+    assert f"{probe.name}: triton_passes and triton_row" in missing
 
 
 @pytest.mark.parametrize("act", ["gelu", "softsign", "tanh", "heaviside"])

@@ -57,6 +57,8 @@ class NumpyEmitter:
         body = _Body(shapes={names[leaf]: leaf.shape for leaf in k.inputs})
         if len(k.members) > 1 and all(OPS[m.op].kind == "loss" for m in k.members):
             results = [self.fused_loss_call(writer, k, body)]
+        elif k.rows:
+            results = self.row_results(writer, k, body)
         else:
             results = [self.group_result(writer, group, j, body) for j, group in enumerate(k.groups)]
         args = [names[i] for i in k.inputs] + [names[("sym", s)] for s in sorted(body.symbols)]
@@ -105,6 +107,40 @@ class NumpyEmitter:
         wanted = tuple(OPS[m.op].result for m in k.members)
         options = "".join(f", {key}={value!r}" for key, value in k.root.attrs)  # the members agree
         return f"_rt.softmax_cross_entropy_fused({', '.join(args)}, {wanted!r}{options})"
+
+    def row_results(self, writer, k, body):
+        """The results of a row-wise kernel (a DAG): a member that several members read,
+        or that is stored, or that is not elementwise becomes a temporary."""
+        exprs, inside = body.exprs, set(k.members)
+        reads = {}
+        for m in k.members:
+            for i in m.inputs:
+                if i in inside:
+                    reads[i] = reads.get(i, 0) + 1
+        stored = set(k.outputs)
+        for m in k.members:
+            opdef = OPS[m.op]
+            args = [self.ref(writer, i, exprs) for i in m.inputs]
+            for i in m.inputs:
+                if is_const(i):
+                    body.symbols.update(s.name for s in i.attr("value").free_symbols)
+            if opdef.kind == "elementwise":
+                exprs[m] = opdef.scalar(*args, **dict(m.attrs))
+                if m not in stored and reads.get(m, 0) < 2:
+                    continue
+                code = self.array_code(exprs[m], m.shape, body)
+            else:
+                for _, v in m.attrs:
+                    if isinstance(v, tuple):
+                        body.symbols.update(free_symbols(v))
+                code = opdef.numpy(m, [self.array_code(a, i.shape, body)
+                                       for a, i in zip(args, m.inputs)])
+            name = f"u{len(body.statements)}"
+            body.statements.append(f"{name} = {code}")
+            body.shapes[name] = m.shape
+            exprs[m] = sympy.Symbol(name)
+        return [f"_rt.into({out_name(j)}, {exprs[r]})" if r in writer.grad_of else str(exprs[r])
+                for j, r in enumerate(k.outputs)]
 
     def group_result(self, writer, members, j, body):
         """Code for the result of one group of a kernel (temporaries go to ``body``)."""

@@ -1,10 +1,11 @@
 """The Triton backend's emitter: the same kernels as the numpy backend, as Triton GPU kernels.
 
-Every kernel of the partition (``compiler.fusion``) is one of four skeletons, each a
+Every kernel of the partition (``compiler.fusion``) is one of five skeletons, each a
 template under ``templates/triton/`` with two macros, the device kernel and its host
 wrapper: elementwise over the root's shape, matmul with an epilogue fused at the store,
-a reduction with its producers fused before it and its consumers after it, and the
-row-wise softmax cross-entropy.  Operands are strided views: broadcasting is a zero
+a reduction with its producers fused before it and its consumers after it, row-wise
+(whole rows in registers: reductions over the last axes with the elementwise ops around
+them, a layer norm or a softmax), and the row-wise softmax cross-entropy.  Operands are strided views: broadcasting is a zero
 stride, a transpose swaps strides, a reshape of a buffer is a view, so no copy is made
 on the host.  Bodies are printed from sympy by ``TritonPrinter``.  The host wrappers
 carry the kernels' names and take the numpy kernels' arguments, so the entry points are
@@ -25,14 +26,17 @@ from compiler.codegen.module import KernelCode
 from compiler.codegen.names import out_name
 from compiler.codegen.templates import render, render_macro
 from compiler.codegen.triton_printer import print_triton
+from compiler.fusion import row_class
 from compiler.graph import contains
 from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
-from compiler.shapes import fmt, free_symbols
+from compiler.shapes import fmt, free_symbols, numel
 
 POINTER_TYPES = {"int": "*i64", "bool": "*i1"}  # of an operand's dtype; floats: the module's
+ROW_ELEMENTS = 1024  # a row-wise kernel's program holds at least this many elements (whole
+ROW_PER_THREAD = 8   # rows), about this many per thread in each value (more would spill)
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,12 @@ class TritonEmitter:
         names, root, top = writer.names.of, k.root, _top(k)
         heavy = next((m for m in k.groups[0] if OPS[m.op].kind in ("contraction", "reduce")), None)
         reads = _Reads(names, set(free_symbols(root.shape)) | set(free_symbols(top.shape)))
-        if heavy is not None and OPS[heavy.op].kind == "contraction":
+        constants = None
+        if k.rows:
+            template, ctx, pointers = self._rows(k, reads)
+            constants = {"constants": {"BLOCK_M": ctx["block_m"], "BLOCK_N": ctx["block_n"]},
+                         "num_warps": ctx["num_warps"]}
+        elif heavy is not None and OPS[heavy.op].kind == "contraction":
             template, ctx, pointers = self._matmul(k, heavy, top, reads)
         elif heavy is not None:
             template, ctx, pointers = self._reduction(k, heavy, top, reads)
@@ -242,7 +251,7 @@ class TritonEmitter:
             args.append("rng")
         context = dict(writer.header(k), out_shape=shape_code(root.shape), args=args + _out_args(k),
                        scalars=scalars, float_type=self.float_type, **ctx)
-        return Launch(k, template, context, args, pointers)
+        return Launch(k, template, context, args, pointers, constants)
 
     def _elementwise(self, k, top, reads):
         operands = Operands()
@@ -332,6 +341,105 @@ class TritonEmitter:
             space_text=fmt(S), out_text=fmt(red.shape), reduced_shape=shape_code(red.shape),
             detail=f"reduction of {fmt(S)} to {fmt(red.shape)}"), \
             {**self._pointers(operands, epilogue), "out_ptr": self.pointer(top)}
+
+    def _rows(self, k, reads):
+        """A row-wise kernel: each program holds ``BLOCK_M`` whole rows of ``S``; members that
+        several members read, reductions and stored members become temporaries ``t0``, ..."""
+        S, depth = k.rows
+        lead, n = S[:len(S) - depth], numel(S[len(S) - depth:])
+        inside, operands, exprs, body, wants, temps = set(k.members), Operands(), {}, [], {}, []
+        used = {}
+        for m in k.members:
+            for i in m.inputs:
+                used[i] = used.get(i, 0) + (i in inside)
+        stored = set(k.outputs)
+
+        def value(node, cls):
+            """``node``'s value for a member of class ``cls``: its expression, a constant, or
+            an operand loaded as that member needs it."""
+            if node in exprs:
+                return exprs[node]
+            if is_const(node):
+                reads.sizes.update(s.name for s in node.attr("value").free_symbols)
+                return node.attr("value")
+            symbol = reads.operand(node, k.members, operands)
+            wants.setdefault(symbol.name, set()).add(cls)
+            return symbol
+
+        def temporary(m, lines_for):
+            name = f"t{len(temps)}"
+            temps.append(name)
+            body.extend(lines_for(name))
+            exprs[m] = sympy.Symbol(name)
+
+        for m in k.members:
+            opdef, cls = OPS[m.op], row_class(m.shape, k.rows)
+            if opdef.kind == "reduce":
+                v = print_triton(value(m.inputs[0], "full"), self.dtype)
+                temporary(m, lambda name: opdef.triton_row(v, name))
+                continue
+            if opdef.kind == "shape" and opdef.view and (m.inputs[0] in inside
+                                                         or is_const(m.inputs[0])):
+                exprs[m] = value(m.inputs[0], cls)  # a relabel or broadcast: the same values
+                continue
+            if opdef.kind == "shape" and opdef.view:
+                exprs[m] = reads.operand(m, k.members, operands)  # a view of a buffer
+                wants.setdefault(exprs[m].name, set()).add(cls)
+                continue
+            if opdef.triton is not None:  # positional: tril, triu
+
+                def read(node, suffix="", at=None, valid=None, fill="0.0"):
+                    return print_triton(value(node, "full"), self.dtype)
+
+                code = opdef.triton(m, read, f"i{len(S) - 1}")
+                temporary(m, lambda name: code["body"] + [f"{name} = result"])
+                continue
+            exprs[m] = opdef.scalar(*[value(i, cls) for i in m.inputs], **dict(m.attrs))
+            if m in stored or used.get(m, 0) > 1:
+                text = print_triton(exprs[m], self.dtype)
+                temporary(m, lambda name: [f"{name} = {text}"])
+        for o in operands:
+            o.update(self._row_operand(o, wants.get(o["name"], {"full"}), S, lead))
+        stores = []
+        for j, r in enumerate(k.outputs):
+            text = print_triton(exprs[r], self.dtype)
+            full = row_class(r.shape, k.rows) in ("full", "flat")
+            if not sympy.sympify(exprs[r]).free_symbols:
+                text = f"tl.zeros([BLOCK_M, {'BLOCK_N' if full else 1}], {self.float_type}) + ({text})"
+            stores.append({"name": out_name(j), "value": text, "full": full,
+                           "shape": shape_code(r.shape),
+                           "dtype": {"bool": "torch.bool", "int": "torch.int64"}.get(r.dtype, "DTYPE")})
+        reads.sizes.update(free_symbols(S))
+        block_n = 1 << (n - 1).bit_length()
+        block_m = max(1, ROW_ELEMENTS // block_n)
+        warps = max(4, block_m * block_n // (32 * ROW_PER_THREAD))
+        rows_shape = lead + (1,) * depth
+        m_code = " * ".join(f"shape[{d}]" for d in range(len(lead))) or "1"
+        pointers = {**self._pointers(operands),
+                    **{f"{out_name(j)}_ptr": self.pointer(r) for j, r in enumerate(k.outputs)}}
+        return "triton/rows.py.jinja", dict(
+            operands=operands, stores=stores, body=body, dims=list(range(len(S))),
+            lead=list(range(len(lead))), along=list(range(len(lead), len(S))),
+            space=shape_code(S), space_text=fmt(S), rows_shape=shape_code(rows_shape),
+            m_code=m_code, n=n, block_n=block_n, block_m=block_m, num_warps=warps,
+            detail=f"row-wise over {fmt(S)}: rows of {n}"), pointers
+
+    @staticmethod
+    def _row_operand(o, wants, S, lead):
+        """How a row-wise kernel loads operand ``o``: whole rows (``full``) or one value per
+        row; the host's view of it over ``shape`` or ``rows``."""
+        node_shape = o["node"].shape
+        trailing = tuple(node_shape)[max(0, len(node_shape) - (len(S) - len(lead))):]
+        if "lead" in wants:
+            if any(d != 1 for d in trailing) and len(node_shape) >= len(S):
+                raise AssertionError(f"row-wise operand {fmt(node_shape)} read per row and whole")
+            host = f"_rt.expand({o['view']}, {shape_code(lead)}).reshape(rows)"
+            return {"host": host, "dims": list(range(len(lead))), "mask": "rmask"}
+        if any(d != 1 for d in trailing) or len(node_shape) > len(S):
+            return {"host": f"_rt.expand({o['view']}, shape)", "dims": list(range(len(S))),
+                    "mask": "mask"}
+        return {"host": f"_rt.expand({o['view']}, rows)", "dims": list(range(len(lead))),
+                "mask": "rmask"}
 
     def _pointers(self, *operand_lists):
         """Each operand's pointer parameter and its Triton type."""

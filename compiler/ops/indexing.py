@@ -571,7 +571,7 @@ def _triangle(opname, compare):
         vjp=lambda node, g: [make(opname, (g,), diagonal=node.attr("diagonal"))],
         jvp=lambda node, t: make(opname, (t[0],), diagonal=node.attr("diagonal")),
         numpy=lambda node, args: f"numpy.{opname}({args[0]}, {node.attr('diagonal')})",
-        triton=triton, scalarize=scalarize, flops=0,
+        triton=triton, positional=True, scalarize=scalarize, flops=0,
         doc=f"the {'lower' if compare == '<=' else 'upper'} triangle of the last two axes "
             "(column - row " + compare + " diagonal), zeros elsewhere"))
 

@@ -118,6 +118,20 @@ _LOGSUMEXP = (
      "result": "total = tl.log(tl.sum(acc, 0)) + m"})
 
 
+
+
+def _row(combine, init):
+    """``triton_row`` of a reduction that folds the masked row with ``combine`` (tl.sum)."""
+    return lambda v, out: [f"{out} = {combine}(tl.where(mask, {v}, {init}), axis=1, keep_dims=True)"]
+
+
+def _row_logsumexp(v, out):
+    return [f"{out}_max = tl.max(tl.where(mask, {v}, -{INF}), axis=1, keep_dims=True)",
+            f"{out}_max = tl.where({out}_max == -{INF}, 0.0, {out}_max)",
+            f"{out} = tl.log(tl.sum(tl.where(mask, tl.exp({v} - {out}_max), 0.0), axis=1, "
+            f"keep_dims=True)) + {out}_max"]
+
+
 def _folded(node):
     """One add (or compare) per element folded away: ``numel(in) - numel(out)``."""
     n_in = numel(node.inputs[0].shape)
@@ -133,16 +147,16 @@ def _logsumexp_flops(node):
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
                numpy=_numpy_reduce(".sum"), numpy_out=_numpy_reduce_out(".sum"),
                scalarize=_scalarize(lambda xs: sympy.Add(*xs)), triton_passes=(_SUM,),
-               doc="sum over axes", flops=_folded))
+               triton_row=_row("tl.sum", "0.0"), doc="sum over axes", flops=_folded))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
                numpy=_numpy_reduce(".max"), numpy_out=_numpy_reduce_out(".max"),
                scalarize=_scalarize(lambda xs: functools.reduce(S.Maximum, xs)),
-               triton_passes=(_MAX,), doc="max over axes; ties share the gradient",
+               triton_passes=(_MAX,), triton_row=_row("tl.max", f"-{INF}"), doc="max over axes; ties share the gradient",
                flops=_folded))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
                jvp=_logsumexp_jvp, numpy=_numpy_reduce("_rt.logsumexp"),
                scalarize=_scalarize(lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs]))),
-               triton_passes=_LOGSUMEXP, doc="log(sum(exp(x))) over axes, stable",
+               triton_passes=_LOGSUMEXP, triton_row=_row_logsumexp, doc="log(sum(exp(x))) over axes, stable",
                flops=_logsumexp_flops))
 
 

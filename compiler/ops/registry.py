@@ -46,7 +46,12 @@ checked for completeness (``missing_rules()``).  An op's fields:
 - ``triton_passes``: for a reduction, the Triton reduction skeleton's passes over the
   reduced axes, each a dict of ``init`` (the accumulator's start), ``combine`` (of
   ``acc`` and the loaded ``v``, masked by ``rmask``) and ``result`` (code leaving the
-  reduction in ``total``);
+  reduction in ``total``); ``triton_row(v, out) -> lines``: the same reduction over whole
+  rows held in registers (``v`` a ``[BLOCK_M, BLOCK_N]`` value, ``mask`` the elements
+  inside), lines setting ``out`` to a ``[BLOCK_M, 1]`` result (the row-wise skeleton);
+- ``positional``: for an op with ``triton`` code of its own, that code reads its input only
+  at the element it writes and uses only the iteration space's indices (``tril``), so a
+  row-wise kernel can hold it;
 - ``feed``: for a leaf fed at run time, the argument of a generated entry point it is
   read from (``batch``, ``params``, ``tangents``); ``text(node) -> str``: how
   ``Graph.format`` writes a leaf;
@@ -86,6 +91,8 @@ class OpDef:
     view: str = ""
     triton: Optional[Callable] = None
     triton_passes: tuple = ()
+    triton_row: Optional[Callable] = None
+    positional: bool = False
     feed: str = ""
     text: Optional[Callable] = None
     label: str = ""
@@ -141,8 +148,8 @@ def missing_rules():
             missing.append(f"{op.name}: scalarize")
         if op.kind in ("shape", "random") and not op.view and op.triton is None:
             missing.append(f"{op.name}: view or triton")
-        if op.kind == "reduce" and not op.triton_passes:
-            missing.append(f"{op.name}: triton_passes")
+        if op.kind == "reduce" and not (op.triton_passes and op.triton_row):
+            missing.append(f"{op.name}: triton_passes and triton_row")
         if op.kind == "loss" and op.definition is None:
             missing.append(f"{op.name}: definition")
         if op.kind == "loss" and not op.result:
