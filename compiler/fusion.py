@@ -16,10 +16,12 @@ A kernel is a tree of nodes computed together, of one of four shapes:
 
 Then siblings that read the same buffer merge into one kernel with several results
 (``merge_siblings``): the cross-entropy's gradient and the training accuracy join the
-loss (the loss's forward and backward and the metric read the logits once), and a bias
+loss (the loss's forward and backward and the metric read the logits once), a bias
 gradient, the column sums of the
 matmul operand ``dz`` in ``dW = x.T @ dz``, joins that matmul (summed while the
-matmul loads ``dz``).
+matmul loads ``dz``), and column sums of one shape over the same leading axes that read
+a common buffer are one kernel (a layer norm's weight and bias gradients,
+``sum(g * xhat)`` and ``sum(g)``: ``column_key``).
 
 A node with exactly one user joins that user's kernel when the kernel keeps one of
 these shapes: at most one matmul or reduction per kernel; nothing is computed into a
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 
 from compiler.graph import contains, users_of
 from compiler.ops.leaf import is_const
-from compiler.ops.reduce import is_column_sum
+from compiler.ops.reduce import is_column_sum, leading_sum
 from compiler.ops.registry import OPS
 from compiler.shapes import fmt, numel
 
@@ -400,6 +402,34 @@ def _bias_sibling(m, r):
     return "the column sums of the matmul's operand are added while it is loaded"
 
 
+def column_key(group):
+    """``(S, axes)`` when ``group`` is elementwise ops over ``S`` (and views of buffers)
+    ending in a sum over the leading ``axes`` of ``S``, maybe reshaped; else None."""
+    sums = [i for i, m in enumerate(group) if OPS[m.op].kind == "reduce"]
+    if len(sums) != 1 or not leading_sum(group[sums[0]]):
+        return None
+    r = group[sums[0]]
+    shape = r.inputs[0].shape
+    before, after = group[:sums[0]], group[sums[0] + 1:]
+    if any(m.shape != shape or not (OPS[m.op].kind == "elementwise" or (
+            OPS[m.op].view and not contains(group, m.inputs[0]))) for m in before):
+        return None
+    if any(OPS[m.op].view != "relabel" for m in after):
+        return None
+    return tuple(shape), tuple(r.attr("axes"))
+
+
+def _column_sibling(a, b, position):
+    """Why column sums ``b`` may join column sums ``a`` (run where ``a`` runs), or None."""
+    key = column_key(b.groups[0])
+    if len(b.groups) > 1 or key is None or any(column_key(g) != key for g in a.groups):
+        return None
+    inside = set(b.members)
+    if any(position.get(i, -1) >= a.index for m in b.members for i in m.inputs if i not in inside):
+        return None  # b reads something made after a runs
+    return "column sums of one shape that read the same buffer are added in one pass"
+
+
 def merge_siblings(kernels):
     """Kernels with a sibling merged in (see the module docstring), in execution order."""
     position = {}
@@ -413,6 +443,11 @@ def merge_siblings(kernels):
         mm = next((x for x in k.members if OPS[x.op].kind == "contraction"), None)
         if mm is not None and mm.ndim == 2 and not contains(k.members, mm.inputs[1]):
             candidates.setdefault(mm.inputs[1], k)
+        if column_key(k.groups[0]) is not None:
+            for m in k.members:
+                for i in m.inputs:
+                    if not contains(k.members, i):
+                        candidates.setdefault(("columns", column_key(k.groups[0]), i), k)
     users = {}
     for k in kernels:
         for m in k.members:
@@ -423,6 +458,11 @@ def merge_siblings(kernels):
         if OPS[b.root.op].result in ("grad", "accuracy"):
             a = candidates.get(b.root.inputs[:2])
             reason = a and _loss_sibling(a, b, position)
+        elif column_key(b.members) is not None:
+            a = next((candidates[c] for c in (("columns", column_key(b.members), i)
+                                              for m in b.members for i in m.inputs)
+                      if c in candidates and candidates[c] is not b), None)
+            reason = a and a.index < b.index and _column_sibling(a, b, position)
         else:
             a = candidates.get(b.members[0].inputs[0]) if b.members[0].inputs else None
             reason = a and len(a.groups) == 1 and _bias_sibling(a, b)

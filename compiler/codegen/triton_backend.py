@@ -26,7 +26,7 @@ from compiler.codegen.module import KernelCode
 from compiler.codegen.names import out_name
 from compiler.codegen.templates import render, render_macro
 from compiler.codegen.triton_printer import print_triton
-from compiler.fusion import row_class
+from compiler.fusion import column_key, row_class
 from compiler.graph import contains
 from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
@@ -37,6 +37,7 @@ from compiler.shapes import fmt, free_symbols, numel
 POINTER_TYPES = {"int": "*i64", "bool": "*i1"}  # of an operand's dtype; floats: the module's
 ROW_ELEMENTS = 1024  # a row-wise kernel's program holds at least this many elements (whole
 ROW_PER_THREAD = 8   # rows), about this many per thread in each value (more would spill)
+COLUMN_BLOCK = (32, 32)  # merged column sums: rows added per step, columns per program
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,9 @@ class TritonEmitter:
             template, ctx, pointers = self._rows(k, reads)
             constants = {"constants": {"BLOCK_M": ctx["block_m"], "BLOCK_N": ctx["block_n"]},
                          "num_warps": ctx["num_warps"]}
+        elif len(k.groups) > 1 and column_key(k.groups[0]) is not None:
+            template, ctx, pointers = self._columns(k, reads)
+            constants = {"constants": {"BLOCK_M": COLUMN_BLOCK[0], "BLOCK_N": COLUMN_BLOCK[1]}}
         elif heavy is not None and OPS[heavy.op].kind == "contraction":
             template, ctx, pointers = self._matmul(k, heavy, top, reads)
         elif heavy is not None:
@@ -423,6 +427,31 @@ class TritonEmitter:
             space=shape_code(S), space_text=fmt(S), rows_shape=shape_code(rows_shape),
             m_code=m_code, n=n, block_n=block_n, block_m=block_m, num_warps=warps,
             detail=f"row-wise over {fmt(S)}: rows of {n}"), pointers
+
+    def _columns(self, k, reads):
+        """Column sums of one shape ``S`` over its leading axes (``fusion.column_key``), one
+        per group, added in one pass over the rows: each program sums ``BLOCK_N`` columns."""
+        S, axes = column_key(k.groups[0])
+        operands, sums = Operands(), []
+        for j, group in enumerate(k.groups):
+            at = next(i for i, m in enumerate(group) if OPS[m.op].kind == "reduce")
+            total, before = group[at], group[:at]
+            exprs = reads.exprs(before, operands)
+            value = reads.value(total.inputs[0], exprs, before, operands)
+            sums.append({"name": out_name(j), "value": print_triton(value, self.dtype),
+                         "shape": shape_code(group[-1].shape)})
+            reads.sizes.update(free_symbols(group[-1].shape))
+        reads.sizes.update(free_symbols(S))
+        kept = list(range(len(axes), len(S)))
+        return "triton/columns.py.jinja", dict(
+            operands=operands, sums=sums, body=[r["value"] for r in sums],
+            dims=list(range(len(S))), kept=kept, summed=list(axes), space=shape_code(S),
+            space_text=fmt(S), m_code=" * ".join(f"shape[{d}]" for d in axes),
+            n_code=" * ".join(f"shape[{d}]" for d in kept), acc_dtype=self.float_type,
+            block_m=COLUMN_BLOCK[0], block_n=COLUMN_BLOCK[1],
+            detail=f"{len(sums)} column sums of {fmt(S)} over axes {axes}"), \
+            {**self._pointers(operands),
+             **{f"{out_name(j)}_ptr": self.pointer(r) for j, r in enumerate(k.outputs)}}
 
     @staticmethod
     def _row_operand(o, wants, S, lead):

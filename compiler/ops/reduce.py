@@ -164,3 +164,10 @@ def is_column_sum(node):
     """Whether ``node`` sums a matrix over its rows (``sum(x, 0)``, a bias gradient): fusion
     merges it into the matmul kernel that reads ``x``, which sums the columns as it loads."""
     return node.op == "sum" and node.attr("axes") == (0,) and node.inputs[0].ndim == 2
+
+
+def leading_sum(node):
+    """Whether ``node`` sums its input over its leading axes only (``sum(x, (0, 1))`` of a
+    (B, T, D) ``x``: a layer norm's weight gradient), each of the others kept."""
+    axes = tuple(node.attr("axes")) if node.op == "sum" else ()
+    return bool(axes) and axes == tuple(range(len(axes))) and len(axes) < node.inputs[0].ndim
