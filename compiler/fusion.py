@@ -458,14 +458,14 @@ def merge_siblings(kernels):
         if OPS[b.root.op].result in ("grad", "accuracy"):
             a = candidates.get(b.root.inputs[:2])
             reason = a and _loss_sibling(a, b, position)
-        elif column_key(b.members) is not None:
-            a = next((candidates[c] for c in (("columns", column_key(b.members), i)
-                                              for m in b.members for i in m.inputs)
-                      if c in candidates and candidates[c] is not b), None)
-            reason = a and a.index < b.index and _column_sibling(a, b, position)
         else:
             a = candidates.get(b.members[0].inputs[0]) if b.members[0].inputs else None
             reason = a and len(a.groups) == 1 and _bias_sibling(a, b)
+            if not reason and column_key(b.members) is not None:
+                a = next((candidates[c] for c in (("columns", column_key(b.members), i)
+                                                  for m in b.members for i in m.inputs)
+                          if c in candidates and candidates[c] is not b), None)
+                reason = a and a.index < b.index and _column_sibling(a, b, position)
         if not reason or a is b or a in absorbed:
             continue
         # every consumer of b's result must still come after the merged kernel
