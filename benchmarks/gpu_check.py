@@ -11,7 +11,15 @@ Run from the repository root on a machine with a CUDA GPU:
 3. the cross-entropy loss and accuracy are bitwise repeatable (the same bits 20 times);
 4. the 784-256-256-10 MLP's training step at batch 128 (Adam): the first epoch's time
    (compiling and autotuning included), microseconds per step after it, and the GPU's busy
-   time per step from ``torch.profiler``, with ``input_precision`` "ieee" and "tf32".
+   time per step from ``torch.profiler``, with ``input_precision`` "ieee" and "tf32";
+5. the same with ``GRADC_CUDA_GRAPH=1`` (the step replayed from a CUDA graph): the same
+   losses and parameters as without it over two epochs, and its microseconds per step;
+6. what the approximate instructions cost (``ex2.approx``, ``sqrt.approx``, FMA
+   contraction: README, "Precision"): each example's float32 loss and gradients, Triton
+   and numpy, against float64 numpy.
+
+``python benchmarks/gpu_check.py --ptx`` (no GPU needed) counts those instructions in the
+PTX of every example's float32 kernels compiled ahead of time for sm_90.
 
 Without a GPU it says so in one line, runs parts 1 to 3 in Triton's CPU interpreter at
 small sizes (batch sizes 1 and 3, a few examples), and exits 0.  It prints one line per
@@ -152,9 +160,89 @@ def timings():
         busy = sum(e.device_time_total for e in prof.key_averages()) / 200
         print(f"784-256-256-10, batch 128, Adam, {precision}: first epoch {first:.2f} s, "
               f"{per_step:.0f} us/step, GPU busy {busy:.0f} us/step")
+    return prog, data
+
+
+def cuda_graph(prog, data, report):
+    """Part 5: GRADC_CUDA_GRAPH=1 (each full minibatch's step replayed from a CUDA graph):
+    the same losses and parameters as without it, and its time per step."""
+    import torch
+
+    from runtime import train
+
+    plain = train(prog, data, optimizer="adam", epochs=2, batch_size=128, quiet=True)
+    os.environ["GRADC_CUDA_GRAPH"] = "1"
+    try:
+        graphed = train(prog, data, optimizer="adam", epochs=2, batch_size=128, quiet=True)
+        start = time.perf_counter()
+        train(prog, data, optimizer="adam", epochs=1, batch_size=128, quiet=True)
+        torch.cuda.synchronize()
+        per_step = (time.perf_counter() - start) / 200 * 1e6
+    finally:
+        del os.environ["GRADC_CUDA_GRAPH"]
+    same = plain.step_losses == graphed.step_losses and all(
+        np.array_equal(plain.params[k], graphed.params[k]) for k in plain.params)
+    report(f"CUDA graph: the same losses and parameters over 2 epochs; {per_step:.0f} us/step", same)
+
+
+def precision(path, report):
+    """Part 6: what the approximate instructions cost: float32 Triton and float32 numpy,
+    each against float64 numpy (loss and gradients, batch 32), on one example."""
+    from compiler import compile, modelfile
+
+    ns = modelfile.load(path)
+    exact = compile(ns["model"], dtype="float64")
+    data = modelfile.load_data(ns, path, exact.inputs)
+    params = exact.init_params(0)
+    batch = batch_of(exact, data, 32)
+    truth = exact.loss_and_grad(params, batch)
+    errors = []
+    for prog in (compile(ns["model"], dtype="float32"),
+                 compile(ns["model"], backend="triton", dtype="float32")):
+        loss, grads = prog.loss_and_grad(params, batch)
+        errors.append(max([relative(loss, truth[0])] + [relative(grads[k], truth[1][k]) for k in grads]))
+    report(f"{path.stem} float32 against float64 numpy: numpy {errors[0]:.1e}, Triton "
+           f"{errors[1]:.1e}", errors[1] <= max(10 * errors[0], TOLERANCE["float32"]))
+
+
+APPROXIMATE = {  # PTX instruction -> what it is (its error bound: PTX ISA 8.x, "Floating-point instructions")
+    "ex2.approx": "2^x, max rel. error 2^-22 (f32; ftz: subnormals flushed)",
+    "lg2.approx": "log2(x), max abs. error 2^-22 in [0.5, 2], rel. 2^-22 elsewhere",
+    "sqrt.approx": "sqrt(x), max rel. error 2^-23 (about 1 ulp)",
+    "rsqrt.approx": "1/sqrt(x), max rel. error 2^-22.9",
+    "rcp.approx": "1/x, max rel. error 2^-23",
+    "div.full": "x/y, max error 2 ulp (the approximate division)",
+    "sin.approx": "sin(x), max abs. error 2^-20.9 in [-pi, pi]",
+    "cos.approx": "cos(x), max abs. error 2^-20.9 in [-pi, pi]",
+    "tanh.approx": "tanh(x), max rel. error 2^-10.987",
+    "fma.rn.f32": "a*b + c rounded once (FMA contraction: not numpy's two roundings)",
+}
+
+
+def approximate_instructions(arch="sm_90"):
+    """How often each approximate (or contracted) instruction appears in the PTX of every
+    example's float32 kernels compiled ahead of time (no GPU needed): one line per example."""
+    import re
+
+    from compiler import modelfile
+    from compiler.aot import compile_in_subprocess
+    from compiler.pipeline import module_path
+
+    paths = [p for p in sorted((ROOT / "examples").glob("*.py")) if "\nmodel = " in p.read_text()]
+    print("example: " + ", ".join(APPROXIMATE))
+    for path in paths:
+        model = modelfile.load(path)["model"]
+        compiled = compile_in_subprocess(module_path(model, "training", "triton", "float32"),
+                                         arch, ("ptx",))
+        counts = {op: sum(len(re.findall(rf"\b{re.escape(op)}\b", k["ptx"]))
+                          for k in compiled.values()) for op in APPROXIMATE}
+        print(f"{path.stem}: " + ", ".join(str(counts[op]) for op in APPROXIMATE))
 
 
 def main():
+    if "--ptx" in sys.argv:  # the approximate instructions in the examples' PTX (no GPU needed)
+        approximate_instructions()
+        return 0
     choose_device()
     failures = []
 
@@ -170,7 +258,10 @@ def main():
             compare_training(path.stem, ns, ref, tri, data, params, dtype, report)
     repeatable(report)
     if GPU:
-        timings()
+        prog, data = timings()
+        cuda_graph(prog, data, report)
+        for path in examples():
+            precision(path, report)
     print(f"gpu_check: {len(failures)} failure(s)")
     return 1 if failures else 0
 

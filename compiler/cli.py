@@ -295,6 +295,12 @@ def cmd_train(args):
             ckpt.check_writable(args.checkpoint)
         prog = compile(ns["model"], backend=args.backend, dtype=args.dtype,
                        input_precision=args.input_precision)
+        if args.backend == "triton" and rank0 and not args.quiet:
+            from compiler.inspection import tf32_note
+
+            note = tf32_note(ns["model"], settings["batch_size"], args.dtype, args.input_precision)
+            if note:
+                print(note, file=sys.stderr)
         if prog.inputs or args.data or "data" in ns:
             data = modelfile.load_data(ns, args.model, prog.inputs, args.data, args.seed)
         else:  # a function of its parameters alone: full-batch steps on no data

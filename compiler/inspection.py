@@ -20,6 +20,7 @@ from runtime.loader import load_module
 from runtime.program import kernel_source
 
 H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32: 495e12)
+TF32_FLOPS = 495e12  # the H100 SXM's dense tf32 tensor-core rate
 
 
 def traffic(model, dtype="float32"):
@@ -50,6 +51,41 @@ def update_cost(rule, n_params, dtype):
 
 def _roofline_us(entry):
     return max(entry["flops"] / H100["flops_per_s"], entry["bytes"] / H100["bytes_per_s"]) * 1e6
+
+
+def tf32_step_us(model, batch, dtype="float32"):
+    """The H100 roofline model's time of one training step (the kernels ``inspect`` lists
+    and the SGD update) at ``batch``, in microseconds: ``(ieee, tf32)``, the second with
+    the matmul kernels' flops at the tf32 tensor-core rate (their bytes unchanged)."""
+    from compiler.ops.registry import OPS
+    from compiler.pipeline import kernels_of, training_graph
+
+    times = [0.0, 0.0]
+    kernels = [(cost.kernel_cost(k, dtype), any(OPS[m.op].kind == "contraction" for m in k.members))
+               for k in kernels_of(model, training_graph(model))]
+    n_params = sum((numel(p.shape) for p in model.params), sympy.S.Zero)
+    kernels.append((cost.Estimates(*update_cost(RULES["sgd"], n_params, dtype)), False))
+    for estimate, matmul in kernels:
+        flops, moved = (float(cost.at_batch(x, batch)) for x in (estimate.flops, estimate.bytes))
+        for j, peak in enumerate((H100["flops_per_s"], TF32_FLOPS if matmul else H100["flops_per_s"])):
+            times[j] += max(flops / peak, moved / H100["bytes_per_s"]) * 1e6
+    return tuple(times)
+
+
+def tf32_note(model, batch, dtype, input_precision):
+    """What ``gradc train --backend triton`` says once on a GPU with tf32 (compute
+    capability 8.0 or later) when float32 matmuls are "ieee": None otherwise."""
+    if dtype != "float32" or input_precision != "ieee":
+        return None
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 8:
+        return None
+    ieee, tf32 = tf32_step_us(model, batch, dtype)
+    return (f"gradc: note: this GPU multiplies float32 matrices faster in tf32 "
+            f"(--input-precision tf32, 10-bit mantissas); the H100 roofline model (gradc "
+            f"inspect --gpu h100) puts a step at batch {batch} at {tf32:.1f} us instead of "
+            f"{ieee:.1f} us ({ieee / tf32:.2f}x)")
 
 
 def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), arch="sm_90",

@@ -94,10 +94,13 @@ class Program:
         out = {}
         for name in names:
             shape = self.param_specs[name][0]
-            value = np.asarray(params[name])
-            if value.shape != tuple(shape):
-                raise DataError(f"parameter {name!r} has shape {value.shape}, expected {tuple(shape)}")
-            out[name] = value if value.dtype == self.dtype else value.astype(self.dtype)
+            value = params[name]
+            if not _on_device(value):
+                value = np.asarray(value)
+            if tuple(value.shape) != tuple(shape):
+                raise DataError(f"parameter {name!r} has shape {tuple(value.shape)}, "
+                                f"expected {tuple(shape)}")
+            out[name] = _as_dtype(value, self.dtype)
         return out
 
     def check_batch(self, batch, names=None):
@@ -111,7 +114,11 @@ class Program:
         sizes, out = {}, {}
         for name in names:
             shape, dtype = self.inputs[name]
-            value = np.asarray(batch[name])
+            value = batch[name]
+            if _on_device(value):  # a torch tensor (the Triton backend's): checked where it is
+                out[name] = self._check_tensor(name, value, shape, dtype, sizes)
+                continue
+            value = np.asarray(value)
             if value.ndim != len(shape):
                 raise DataError(f"input {name!r} has shape {value.shape}, expected ({', '.join(shape)})")
             for axis, (want, got) in enumerate(zip(shape, value.shape)):
@@ -137,6 +144,28 @@ class Program:
             out[name] = value
         return out
 
+    def _check_tensor(self, name, value, shape, dtype, sizes):
+        """An input given as a torch tensor: its shape checked as ``check_batch`` checks an
+        array's, its dtype made the module's (on its device: nothing is downloaded)."""
+        got = tuple(value.shape)
+        if len(got) != len(shape) or any(want.isdigit() and int(want) != n
+                                         for want, n in zip(shape, got)):
+            raise DataError(f"input {name!r} has shape {got}, expected ({', '.join(shape)})")
+        for want, n in zip(shape, got):
+            if not want.isdigit() and sizes.setdefault(want, (n, name))[0] != n:
+                first = sizes[want]
+                raise DataError(f"size {want} is {first[0]} in input {first[1]!r} "
+                                f"but {n} in input {name!r}")
+        if dtype.startswith("int"):
+            if value.is_floating_point() or value.is_complex():
+                raise DataError(f"input {name!r} must hold integers, got dtype {value.dtype}")
+            return value if str(value.dtype) == "torch.int64" else value.long()
+        if not dtype.startswith("float"):
+            return value
+        if value.is_complex():
+            raise DataError(f"input {name!r} must be numeric, got dtype {value.dtype}")
+        return _as_dtype(value, self.dtype)
+
     # -- running -------------------------------------------------------------
     def _run(self, entry, params, batch, rng=None, module=None, extra=()):
         module = module or self.module
@@ -147,7 +176,10 @@ class Program:
             if self.backend == "triton":
                 from runtime.tkernels import from_device, to_device
 
-                return from_device(getattr(module, entry)(*to_device(args), rng))
+                # tensors already on the device stay there, and so do the results then
+                on_device = all(_on_device(v) for a in args for v in a.values())
+                result = getattr(module, entry)(*to_device(args), rng)
+                return result if on_device else from_device(result)
             return getattr(module, entry)(*args, rng)
 
     def loss(self, params, batch, rng=None):
@@ -166,6 +198,12 @@ class Program:
         """The loss and every metric over ``data`` (means over examples, in chunks)."""
         params = self.check_params(params)
         data = self.check_batch(data, self.module.ENTRY_INPUTS["evaluate"])
+        if self.backend == "triton" and not all(_on_device(v) for v in params.values()):
+            from runtime.tkernels import to_device
+
+            params = to_device(params)  # once, not once per chunk
+            if n_rows(data) > batch_size:
+                data = to_device(data)
         n = next((v.shape[0] for v in data.values() if v.ndim), None)
         if n is None or n <= batch_size:
             return self._run("evaluate", params, data)
@@ -186,16 +224,18 @@ class Program:
         kernel = getattr(self.module, f"update_{optimizer.rule}")
         hyper = optimizer.hyper(step, optimizer.lr if lr is None else lr)
         for name in self.trainable:
-            if self.backend == "triton":  # run on the device, then copy the results back
+            p, g, s = params[name], grads[name], state[name]
+            if self.backend == "triton" and not _on_device(p):
+                # numpy arrays: run on the device, then copy the results back
                 from runtime.tkernels import to_device
 
-                p, g, s = to_device((params[name], grads[name], state[name]))
+                p, g, s = to_device((p, g, s))
                 kernel(p, g, s, **hyper)
                 params[name][...] = p.cpu().numpy()
                 for key, buffer in s.items():
                     state[name][key][...] = buffer.cpu().numpy()
-            else:
-                kernel(params[name], grads[name], state[name], **hyper)
+            else:  # in place where they are (device tensors: a kernel on each, nothing copied)
+                kernel(p, g, s, **hyper)
 
     def derivatives(self):
         """The module with ``jvp`` and ``hvp`` (generated on first use)."""
@@ -223,3 +263,22 @@ class Program:
 
     def __repr__(self):
         return f"Program({self.path.name}, params={list(self.param_specs)})"
+
+
+def _on_device(value):
+    """Whether ``value`` is a torch tensor (the Triton backend keeps it where it is)."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "data_ptr")
+
+
+def _as_dtype(value, dtype):
+    """``value`` (an array or a torch tensor) in the float ``dtype`` (a numpy dtype)."""
+    if _on_device(value):
+        import torch
+
+        wanted = getattr(torch, str(dtype))
+        return value if value.dtype == wanted else value.to(wanted)
+    return value if value.dtype == dtype else value.astype(dtype)
+
+
+def n_rows(data):
+    return next((v.shape[0] for v in data.values() if v.ndim), 0)

@@ -175,7 +175,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                                  "epochs to continue")
             hist.start_epoch = run.epoch
         elif rank == 0:
-            hist.initial_loss = prog.evaluate(_host(params), arrays)["loss"]
+            hist.initial_loss = prog.evaluate(params if on_device else _host(params), arrays)["loss"]
             log = ckpt.HistoryLog(checkpoint) if checkpoint is not None else None
     if group:  # every rank starts from rank 0's parameters, state, generator and history
         group.agree(None, {"seed": seed, "batch_size": batch_size, "epochs": epochs,
@@ -195,9 +195,14 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     update_grads = flat_grads[:flat.shape[0]]
     saver = _Saver(checkpoint_every, epochs)
     device_arrays = _to_device(arrays) if on_device else arrays
+    if on_device and val is not None:  # uploaded once: validation reads the device's parameters
+        val = _to_device(val)
     dropout_seed = dist.process_seed(seed, rank)
 
     update = getattr(prog.module, f"update_{opt.rule}")
+    # the Triton backend on one process: losses, metrics and hyperparameters on the device
+    epochs_on_device = _device_epochs(prog, opt, flat, update_grads, state, params, grads,
+                                      local_batch, dropout_seed) if on_device and not group else None
     quiet_numpy = np.errstate(over="ignore", invalid="ignore", divide="ignore")
     with _progress(epochs, run.epoch, quiet or rank != 0) as bar, quiet_numpy, \
             _blas_threads(prog, arrays, local_batch, n):
@@ -220,8 +225,11 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
                 data_now = device_arrays
             try:
                 with data_errors():
-                    losses, sums = prog.module.train_epoch(params, data_now, local_batch, grads,
-                                                           step_update, dropout_seed, run.step)
+                    if epochs_on_device is not None:
+                        losses, sums = epochs_on_device.run(data_now, run.step, lr_now)
+                    else:
+                        losses, sums = prog.module.train_epoch(params, data_now, local_batch, grads,
+                                                               step_update, dropout_seed, run.step)
             except dist.Stopped:  # another rank's loss was not finite: no rank updated
                 losses = None
             failure = _nonfinite(losses, run, epoch) if losses is not None else None
@@ -246,7 +254,7 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
             postfix = {"loss": f"{hist.epoch_losses[-1]:.4g}"}
             stop = False
             if val is not None:  # every rank: the same parameters give the same decision
-                _record_validation(prog, _host(params), val, hist)
+                _record_validation(prog, params if on_device else _host(params), val, hist)
                 postfix["val"] = f"{hist.val_losses[-1]:.4g}"
                 stop = _early_stopping(hist, params, run, early_stopping)
             bar.set_postfix(postfix, refresh=False)
@@ -267,6 +275,18 @@ def train(prog, data, optimizer="sgd", lr=None, epochs=100, batch_size=32, shuff
     return hist
 
 
+def _device_epochs(prog, opt, flat, flat_grads, state, params, grads, batch_size, seed):
+    """``runtime.tkernels.Epochs``: how the Triton backend's epochs run; GRADC_CUDA_GRAPH=1
+    on a GPU captures the step in a CUDA graph (not for dropout, whose masks change every
+    step, nor for a model without inputs)."""
+    from runtime import tkernels
+
+    graph = os.environ.get(tkernels.GRAPH_SWITCH) == "1" and tkernels.device().type == "cuda" \
+        and bool(prog.inputs) and not tkernels.draws_masks(prog.module)
+    return tkernels.Epochs(prog.module, opt, flat, flat_grads, state, params, grads, batch_size,
+                           seed, graph)
+
+
 def _to_device(value):
     from runtime.tkernels import to_device
 
@@ -281,8 +301,10 @@ def _host(arrays):
 def _assign(dst, src):
     if isinstance(dst, np.ndarray):
         dst[...] = src
-    else:
+    elif isinstance(src, np.ndarray) or not hasattr(src, "data_ptr"):
         dst.copy_(_to_device(np.asarray(src)))
+    else:  # a device tensor: copied on the device
+        dst.copy_(src)
 
 
 def flat_parameters(prog, params, on_device=False, spare=0):
@@ -352,7 +374,7 @@ def _record_validation(prog, params, val, hist):
 def _early_stopping(hist, params, run, patience):
     if hist.val_losses[-1] < run.best_loss:
         run.best_loss, run.since_best = hist.val_losses[-1], 0
-        run.best = {k: v.copy() for k, v in _host(params).items()}
+        run.best = {k: v.copy() if isinstance(v, np.ndarray) else v.clone() for k, v in params.items()}
         hist.best_epoch = run.epoch
     else:
         run.since_best += 1
@@ -402,7 +424,7 @@ def _save(path, prog, opt, params, state, rng, hist, run, seed, log):
                           "history_file": log.flush()},
               "best_loss": run.best_loss if math.isfinite(run.best_loss) else None,
               "since_best": run.since_best, "optimizer": repr(opt)}
-    extra = {"__best__": run.best} if run.best is not None else {}
+    extra = {"__best__": _host(run.best)} if run.best is not None else {}
     ckpt.save(path, _host(params), {"__optimizer__": _host(state), **extra}, record)
 
 

@@ -153,11 +153,12 @@ def train_epoch(writer, args):
         calls.append(call)  # a call that only writes gradients in place assigns nothing
     copies = [f"g_{names[p]}[...] = {value_of(writer, g)}" for p, g in copied]
     # the buffers' new values (running statistics), written once the step has read them
-    copies += [f"params[{b.name!r}][...] = {value_of(writer, v)}" for b, v in updated.items()]
+    buffers = [(f"params[{b.name!r}]", value_of(writer, v)) for b, v in updated.items()]
     length = f"{names[used[0]]}_all.shape[0]" if used else "1"
     sums = Names(names.values())  # each metric's running sum
     return render("train_epoch.py.jinja", prologue=prologue, slices=slices, calls=calls,
-                  loss=value_of(writer, outs["loss"]), copies=copies, length=length,
+                  loss=value_of(writer, outs["loss"]), copies=copies, buffers=buffers,
+                  length=length, device=writer.emitter.backend == "triton",
                   metrics=[{"name": k, "var": sums.add(k, f"sum_{k}"), "value": value_of(writer, v)}
                            for k, v in metrics.items()])
 

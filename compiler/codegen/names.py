@@ -30,7 +30,7 @@ MODULE = ("numpy", "torch", "triton", "tl", "_rt", "DTYPE", "INPUTS", "PARAMS", 
 LOCALS = ("params", "batch", "tangents", "rng", "grads", "state", "name", "data", "batch_size",
           "step_update", "seed", "step", "losses", "start",                 # entry points
           "shape", "out_shape", "numel", "grid", "a", "b", "M", "N", "K", "R",  # Triton hosts
-          "row_loss", "row_right", "_total")
+          "row_loss", "row_right", "_total", "plan", "plan_key")
 # kernels' temporaries (u0), operands (v0, e0), outputs (out, out1) and device kernels
 PATTERN = re.compile(r"out\d*|[uve]\d+|\w+_kernel")
 RESERVED = frozenset((*ENTRIES, *MODULE, *LOCALS, *(f"update_{r}" for r in RULES),

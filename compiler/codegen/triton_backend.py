@@ -254,7 +254,9 @@ class TritonEmitter:
         if any(OPS[m.op].kind == "random" for m in k.members):
             args.append("rng")
         context = dict(writer.header(k), out_shape=shape_code(root.shape), args=args + _out_args(k),
-                       scalars=scalars, float_type=self.float_type, **ctx)
+                       scalars=scalars, float_type=self.float_type, **ctx,
+                       # the host's launch plans are keyed on these (runtime.tkernels.Plan)
+                       tensors=args[:len(k.inputs)], sizes=[a for a in args[len(k.inputs):] if a != "rng"])
         return Launch(k, template, context, args, pointers, constants)
 
     def _elementwise(self, k, top, reads):
