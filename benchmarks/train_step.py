@@ -5,6 +5,10 @@ Workloads (float32):
   W1  1-32-32-1 tanh MLP, MSE, batch 1     (the seed's Flux example)
   W2  the same at batch 256
   W3  784-256-256-10 ReLU MLP, softmax cross-entropy, batch 128
+  W4  the digits ConvNet of examples/cnn_digits.py (issue 15), one SGD step at batch 128:
+      gradc compiles the example's model; hand-written numpy (im2col by
+      sliding_window_view, one matmul per convolution), PyTorch eager and JAX jit
+      (convnet_step.py) run it from gradc's initial parameters, losses checked as W5's
   W5  the tiny GPT of examples/tiny_gpt.py (issue 16), one Adam step at batch 32: gradc
       compiles the example's model; PyTorch eager and JAX jit run the same network
       written by hand from gradc's initial parameters (no hand-written numpy step), and
@@ -14,15 +18,15 @@ Each system runs the same number of steps over the same data in the same order;
 systems alternate, each repeat is timed, the median is reported with its ratio to the
 fastest other system.  The sgemm floor is the step's matmul flops divided by the rate
 of one large numpy matmul measured in this run; "numpy BLAS only" is the same matmuls
-and the update with nothing else, the floor of any step whose matmuls numpy runs.
+and the update with nothing else, the floor of any step whose matmuls numpy runs (W4 and
+W5: the step's matmuls from its graph, also on one BLAS thread).
 Also: W3's cold compile time and a cache hit.  ``--profile`` times each kernel of
-gradc's W5 step in place instead.
+gradc's W4 and W5 steps (those chosen) in place instead.
 
-Run it:  python benchmarks/train_step.py [--repeats 5] [--workloads W1,W2,W3,W5] [--profile]
+Run it:  python benchmarks/train_step.py [--repeats 5] [--workloads W1,W2,W3,W4,W5] [--profile]
 """
 import argparse
 import collections
-import contextlib
 import os
 import statistics
 import sys
@@ -32,10 +36,12 @@ import time
 import numpy as np
 import sympy
 
+import convnet_step
 from compiler import Input, Model, compile, nn, ops as F
 from compiler.cost import matmul_flops
 from compiler.flops import reverse_mode_graph
 from compiler.ops.registry import OPS
+from compiler.pipeline import training_graph
 from compiler.shapes import symbol
 from runtime import train
 from runtime.train import blas_threads
@@ -231,7 +237,9 @@ def gpt_workload():
     sys.path.insert(0, EXAMPLES)
     import tiny_gpt
 
-    return dict(gpt=tiny_gpt, batch=32, steps=100, data=tiny_gpt.sequences(32 * 10, seed=0))
+    return dict(gpt=tiny_gpt, model=tiny_gpt.model, batch=32, steps=100, optimizer="adam",
+                lr=GPT_LR, data=tiny_gpt.sequences(32 * 10, seed=0),
+                sample=lambda n: tiny_gpt.sequences(n, seed=0))
 
 
 def gpt_names(params):
@@ -252,16 +260,23 @@ def gpt_names(params):
     return blocks
 
 
-def run_gradc_gpt(w, prog, params, one_thread=False):
-    """gradc through runtime.train, with BLAS as its rule sets it or on one thread."""
+def run_gradc_recorded(w, prog, params):
+    """gradc through runtime.train (BLAS threads as its rule sets them): ``w["steps"]``
+    steps of ``w["optimizer"]`` over ``w["data"]`` in order; seconds and step losses."""
+    start = {k: v.copy() for k, v in params.items()}
+    epochs = w["steps"] * w["batch"] // len(next(iter(w["data"].values())))
+    t = time.perf_counter()
+    hist = train(prog, w["data"], optimizer=w["optimizer"], lr=w["lr"], epochs=epochs,
+                 batch_size=w["batch"], shuffle=False, params=start, quiet=True)
+    return time.perf_counter() - t, hist.step_losses
+
+
+def one_blas_thread(fn, *args):
+    """``fn(*args)`` with BLAS held to one thread."""
     from threadpoolctl import threadpool_limits
 
-    start = {k: v.copy() for k, v in params.items()}
-    with threadpool_limits(1, "blas") if one_thread else contextlib.nullcontext():
-        t = time.perf_counter()
-        hist = train(prog, w["data"], optimizer="adam", lr=GPT_LR, epochs=10,
-                     batch_size=w["batch"], shuffle=False, params=start, quiet=True)
-        return time.perf_counter() - t, hist.step_losses
+    with threadpool_limits(1, "blas"):
+        return fn(*args)
 
 
 def gpt_batches(w, asarray):
@@ -303,16 +318,8 @@ def run_torch_gpt(w, params, threads):
          for k, v in params.items()}
     # fused: one kernel over all parameters, the fastest of PyTorch's Adams here (NOTES.md)
     opt = torch.optim.Adam(p.values(), lr=GPT_LR, betas=BETAS, eps=EPS, fused=True)
-    batches, losses = gpt_batches(w, torch.tensor), []
-    t = time.perf_counter()
-    for tokens, targets in batches:
-        loss = torch_gpt_loss(w, p, tokens, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach())
-    elapsed = time.perf_counter() - t
-    return elapsed, [float(v) for v in losses]
+    return convnet_step.torch_timed(opt, gpt_batches(w, torch.tensor),
+                                    lambda tokens, targets: torch_gpt_loss(w, p, tokens, targets))
 
 
 def jax_gpt_step(w):
@@ -374,8 +381,8 @@ def run_jax_gpt(w, params, step):
     return elapsed, [float(v) for v in losses]
 
 
-def run_gpt_blas_only(w, graph):
-    """The matmuls of one gradc W5 step (forward and backward, shapes from the graph at
+def run_graph_blas_only(w, graph):
+    """The matmuls of one gradc step (forward and backward, shapes from the graph at
     the batch size) on float32 operands, into preallocated results, ``steps`` times."""
     rng, sizes = np.random.default_rng(0), {symbol("B"): w["batch"]}
     calls = []
@@ -399,22 +406,31 @@ def loss_check(losses, at):
     return ", ".join(f"{k} {v:.7f}" for k, v in values.items()), spread
 
 
-def gpt_benchmark(repeats, torch, jax, rate):
-    w = gpt_workload()
-    prog = compile(w["gpt"].model)
-    params = prog.init_params(0)
-    w["blocks"] = gpt_names(params)
-    systems = {"gradc": lambda: run_gradc_gpt(w, prog, params),
-               "gradc, 1 thread": lambda: run_gradc_gpt(w, prog, params, one_thread=True)}
-    if torch is not None:  # its default threads, and one (other work on the cores: see NOTES)
-        systems["PyTorch eager"] = lambda: run_torch_gpt(w, params, os.cpu_count())
-        systems["PyTorch, 1 thread"] = lambda: run_torch_gpt(w, params, 1)
+def framework_systems(torch, jax, run_torch, make_jax_step, run_jax):
+    """PyTorch eager on its default threads and on one (other work on the cores: see
+    NOTES), and JAX jit, for those installed; each a function of no arguments."""
+    systems = {}
+    if torch is not None:
+        systems["PyTorch eager"] = lambda: run_torch(os.cpu_count())
+        systems["PyTorch, 1 thread"] = lambda: run_torch(1)
     if jax is not None:
-        step = jax_gpt_step(w)
-        systems["JAX jit"] = lambda: run_jax_gpt(w, params, step)
-    n = len(w["data"]["tokens"])
+        step = make_jax_step()
+        systems["JAX jit"] = lambda: run_jax(step)
+    return systems
+
+
+def compare(name, w, prog, params, others, repeats, rate, tol):
+    """gradc (BLAS as runtime.train's rule sets it, and on one thread) and ``others`` (name
+    -> function returning seconds and step losses), alternating ``repeats`` times: medians,
+    the BLAS-only and sgemm floors of gradc's step, and the first two steps' losses checked
+    against gradc's to ``tol`` (relative; the second follows one update, so a wrong
+    gradient shows there)."""
+    systems = {"gradc": lambda: run_gradc_recorded(w, prog, params),
+               "gradc, 1 thread": lambda: one_blas_thread(run_gradc_recorded, w, prog, params),
+               **others}
+    n = len(next(iter(w["data"].values())))
     threads = blas_threads(prog, prog.check_batch(w["data"]), w["batch"], n)
-    print(f"W5   load average {os.getloadavg()[0]:.2f} at the start; gradc's BLAS: "
+    print(f"{name}   load average {os.getloadavg()[0]:.2f} at the start; gradc's BLAS: "
           f"{'one thread' if threads == 1 else 'its own threads'} (runtime.train's rule)")
     times, losses = {k: [] for k in systems}, {}
     for _ in range(repeats):
@@ -422,23 +438,49 @@ def gpt_benchmark(repeats, torch, jax, rate):
             elapsed, run_losses = fn()
             times[k].append(elapsed / w["steps"])
             losses.setdefault(k, run_losses)
-    best_other = print_times("W5", {k: statistics.median(v) for k, v in times.items()})
-    graph = reverse_mode_graph(w["gpt"].model)
-    floor = statistics.median(run_gpt_blas_only(w, graph) / w["steps"] for _ in range(repeats))
+    best_other = print_times(name, {k: statistics.median(v) for k, v in times.items()})
+    graph = reverse_mode_graph(w["model"])
     count = sum(is_matmul(node.op) for node in graph.nodes)
-    print(f"W5   {'numpy BLAS only':<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
-          f"   (the step's {count} matmuls alone)")
+    for label, run in (("numpy BLAS only", run_graph_blas_only),
+                       ("BLAS, 1 thread", lambda *a: one_blas_thread(run_graph_blas_only, *a))):
+        floor = statistics.median(run(w, graph) / w["steps"] for _ in range(repeats))
+        print(f"{name}   {label:<16} {floor * 1e6:>10.1f} us {floor / best_other:>13.2f}x"
+              f"   (the step's {count} matmuls alone)")
     mm = float(matmul_flops(graph.nodes).subs(symbol("B"), w["batch"]))
     gradc = statistics.median(times["gradc"])
-    print(f"W5   {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at {gradc / (mm / rate):.2f}x "
-          f"the floor ({mm / 1e6:.0f} MFLOP of matmuls)")
-    first, spread = loss_check(losses, 0)
-    verdict = "agree" if spread <= 1e-4 else "DISAGREE"
-    print(f"W5   first-step loss: {first}; largest relative difference {spread:.1e} "
-          f"({verdict} to 1e-4)")
+    print(f"{name}   {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at "
+          f"{gradc / (mm / rate):.2f}x the floor ({mm / 1e6:.0f} MFLOP of matmuls)")
+    for at, which in ((0, "first-step"), (1, "second-step")):  # the second checks a gradient
+        values, spread = loss_check(losses, at)
+        verdict = "agree" if spread <= tol else "DISAGREE"
+        print(f"{name}   {which} loss: {values}; largest relative difference {spread:.1e} "
+              f"({verdict} to {tol:.0e})")
     last, spread = loss_check(losses, -1)
-    print(f"W5   step-{w['steps']} loss: {last}; largest relative difference {spread:.1e}")
-    print(f"W5   load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"{name}   step-{w['steps']} loss: {last}; largest relative difference {spread:.1e}")
+    print(f"{name}   load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def gpt_benchmark(repeats, torch, jax, rate):
+    w = gpt_workload()
+    prog = compile(w["model"])
+    params = prog.init_params(0)
+    w["blocks"] = gpt_names(params)
+    others = framework_systems(torch, jax, lambda threads: run_torch_gpt(w, params, threads),
+                               lambda: jax_gpt_step(w), lambda step: run_jax_gpt(w, params, step))
+    compare("W5", w, prog, params, others, repeats, rate, tol=1e-4)
+
+
+def cnn_benchmark(repeats, torch, jax, rate):
+    """W4: gradc, the hand-written numpy step (BLAS's threads and one), PyTorch, JAX."""
+    w = convnet_step.workload()
+    prog = compile(w["model"])
+    params = prog.init_params(0)
+    others = {"numpy (by hand)": lambda: convnet_step.run_numpy(w, params),
+              "numpy, 1 thread": lambda: one_blas_thread(convnet_step.run_numpy, w, params)}
+    others.update(framework_systems(
+        torch, jax, lambda threads: convnet_step.run_torch(w, params, threads),
+        lambda: convnet_step.jax_step(w), lambda step: convnet_step.run_jax(w, params, step)))
+    compare("W4", w, prog, params, others, repeats, rate, tol=1e-5)
 
 
 def is_matmul(op):
@@ -458,30 +500,91 @@ def calls_erf(op):
     return body.has(sympy.erf)
 
 
-def profile_gpt(repeats):
-    """gradc's W5 step with each kernel of the generated module (and the update) timed in
-    place, at batch 32 and at batch 1 (where a kernel's time is almost all its fixed
-    cost: the Python call and numpy's dispatch): totals by kind, the largest kernels.
-    As in the step's time, runtime.train's one evaluation of the initial loss is in."""
-    w = gpt_workload()
-    prog = compile(w["gpt"].model)
-    params, module = prog.init_params(0), prog.module
+def gpt_kinds(model, module):
+    """W5's kernels by kind: GELU (its body calls erf), matmuls, other."""
     kinds = {}
     for k in module.KERNELS:
         ops = {n.split()[1] for n in k["nodes"]}
         kinds[k["name"]] = "GELU" if any(calls_erf(op) for op in ops) else \
             "matmuls" if any(is_matmul(op) for op in ops) else "other"
-    kinds["update_adam"] = "update"
+    return kinds
+
+
+def cnn_kinds(model, module):
+    """W4's kernels by what they do, from the training graph's nodes (KERNELS names them
+    ``%index``) and the registry's kinds of their ops: matmuls (with their bias adds and
+    column sums); conv windows (a windows node, ``patches`` or its adjoint, joined to a
+    matmul through shape ops only, and the copy that reshapes gathered windows into
+    im2col's matrix); pooling (the other windows nodes, the reductions, and elementwise kernels
+    reading a reduction: max-pool's tie mask and shares); loss; elementwise (relu and its
+    derivative); layout (transposes and reshapes)."""
+    graph = training_graph(model)
+    users = collections.defaultdict(list)
+    for n in graph.nodes:
+        for i in n.inputs:
+            users[i].append(n)
+
+    def kind(n):
+        return OPS[n.op].kind
+
+    def windows(n):
+        return kind(n) == "shape" and n.attr("kernel") is not None
+
+    def joins_matmul(n):
+        seen, todo = {n}, [n]
+        while todo:
+            for m in (*todo[-1].inputs, *users[todo.pop()]):
+                if m not in seen:
+                    seen.add(m)
+                    if kind(m) == "contraction":
+                        return True
+                    if kind(m) == "shape":
+                        todo.append(m)
+        return False
+
+    kinds = {}
+    for k in module.KERNELS:
+        nodes = [graph.nodes[int(text.split()[0][1:])] for text in k["nodes"]]
+        ops = {kind(n) for n in nodes}
+        inputs = [i for n in nodes for i in n.inputs if all(i is not m for m in nodes)]
+        # the kernel's windows node, or the gathered windows (more axes than their image)
+        # that a kernel of shape ops copies
+        window = [n for n in nodes if windows(n)] or [
+            i for i in inputs if ops == {"shape"} and windows(i) and i.ndim > i.inputs[0].ndim]
+        reads_reduction = any(kind(i) == "reduce" for i in inputs)
+        if "contraction" in ops or "loss" in ops:
+            kinds[k["name"]] = "matmuls" if "contraction" in ops else "loss"
+        elif window:
+            kinds[k["name"]] = "conv windows" if joins_matmul(window[0]) else "pooling"
+        elif "reduce" in ops or ("elementwise" in ops and reads_reduction):
+            kinds[k["name"]] = "pooling"
+        else:
+            kinds[k["name"]] = "elementwise" if "elementwise" in ops else "layout"
+    return kinds
+
+
+def profile(w, kinds_of, repeats):
+    """gradc's step of workload ``w`` with each kernel of the generated module (and the
+    update) timed in place, at its batch size and at batch 1 (where a kernel's time is
+    almost all its fixed cost: the Python call and numpy's dispatch): totals by kind
+    (``kinds_of(model, module)``), the largest kernels.  As in the step's time,
+    runtime.train's one evaluation of the initial loss is in."""
+    prog = compile(w["model"])
+    params, module = prog.init_params(0), prog.module
+    kinds = {**kinds_of(w["model"], module), f"update_{w['optimizer']}": "update"}
     originals = {name: getattr(module, name) for name in kinds}
     print(f"load average {os.getloadavg()[0]:.2f}; {prog.path.name}")
-    for batch in (32, 1):
-        wb = {**w, "batch": batch, "data": w["gpt"].sequences(batch * 10, seed=0)}
-        plain = statistics.median(run_gradc_gpt(wb, prog, params)[0] for _ in range(repeats))
+    for batch in (w["batch"], 1):
+        wb = {**w, "batch": batch, "data": w["sample"](batch * 10)}
+        one = blas_threads(prog, prog.check_batch(wb["data"]), batch, batch * 10) == 1
+        print(f"batch {batch}: BLAS on {'one thread' if one else 'its own threads'} "
+              "(runtime.train's rule; OPENBLAS_NUM_THREADS=1 holds it to one)")
+        plain = statistics.median(run_gradc_recorded(wb, prog, params)[0] for _ in range(repeats))
         spent = collections.Counter()
         for name, fn in originals.items():
             setattr(module, name, _timed(spent, name, fn))
         try:
-            elapsed = sum(run_gradc_gpt(wb, prog, params)[0] for _ in range(repeats))
+            elapsed = sum(run_gradc_recorded(wb, prog, params)[0] for _ in range(repeats))
         finally:
             for name, fn in originals.items():
                 setattr(module, name, fn)
@@ -490,11 +593,17 @@ def profile_gpt(repeats):
         print(f"batch {batch}: step {plain / w['steps'] * 1e6:.0f} us (median of {repeats}); "
               f"with each kernel timed {elapsed / steps * 1e6:.0f} us, in kernels "
               f"{sum(us.values()):.0f} us")
-        for kind in ("matmuls", "GELU", "other", "update"):
-            names = [k for k in us if kinds[k] == kind]
-            print(f"  {kind:<7} {len(names):3d} kernels {sum(us[k] for k in names):8.0f} us")
+        totals, phases = collections.Counter(), collections.Counter()
+        phase = {k["name"]: k["phase"] for k in module.KERNELS}
+        for name, t in us.items():
+            totals[kinds[name]] += t
+            phases[phase.get(name, "update")] += t
+        print("  by phase: " + ", ".join(f"{k} {t:.0f} us" for k, t in phases.items()))
+        for group, t in totals.most_common():
+            count = sum(1 for k in us if kinds[k] == group)
+            print(f"  {group:<12} {count:3d} kernels {t:8.0f} us")
         for name, t in sorted(us.items(), key=lambda kv: -kv[1])[:12]:
-            print(f"    {name:<44} {t:7.1f}")
+            print(f"    {name:<44} {kinds[name]:<12} {t:7.1f}")
 
 
 def _timed(spent, name, fn):
@@ -556,13 +665,18 @@ def print_times(name, med):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workloads", default="W1,W2,W3,W5", help="comma-separated")
-    parser.add_argument("--profile", action="store_true", help="time each kernel of gradc's W5 step")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5", help="comma-separated")
+    parser.add_argument("--profile", action="store_true",
+                        help="time each kernel of gradc's W4 and W5 steps (those chosen)")
     args = parser.parse_args()
-    if args.profile:
-        profile_gpt(args.repeats)
-        return
     chosen = args.workloads.split(",")
+    if args.profile:
+        for name, make, kinds_of in (("W4", convnet_step.workload, cnn_kinds),
+                                     ("W5", gpt_workload, gpt_kinds)):
+            if name in chosen:
+                print(f"{name} profile")
+                profile(make(), kinds_of, args.repeats)
+        return
     try:
         import torch
 
@@ -599,6 +713,8 @@ def main():
         mm = float(matmul_flops(reverse_mode_graph(gradc_model(w)).nodes).subs(symbol("B"), w["batch"]))
         print(f"{name:4} {'sgemm floor':<16} {mm / rate * 1e6:>10.1f} us   gradc at "
               f"{med['gradc'] / (mm / rate):.2f}x the floor")
+    if "W4" in chosen:
+        cnn_benchmark(args.repeats, torch, jax, rate)
     if "W5" in chosen and (torch is not None or jax is not None):
         gpt_benchmark(args.repeats, torch, jax, rate)
     if "W3" in chosen:

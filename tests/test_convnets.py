@@ -1,6 +1,7 @@
 """ConvNets end to end: layers against PyTorch modules built from the same weights, batch
-norm's running statistics and train/eval modes, checkpoints, flops against PyTorch's
-FlopCounterMode, and bad input.  (Each conv primitive's own row is in oplib.py.)"""
+norm's running statistics and train/eval modes, the Triton backend against numpy,
+checkpoints, flops against PyTorch's FlopCounterMode, and bad input.  (Each conv
+primitive's own row is in oplib.py.)"""
 import textwrap
 
 import numpy as np
@@ -100,6 +101,36 @@ def test_batch_norm_cnn_matches_pytorch_in_training_and_evaluation(backend):
         want_loss = torch_loss(tnet, batch).item()
     assert np.abs(prog.predict(after, batch)["logits"] - want).max() <= 1e-12
     assert abs(prog.evaluate(after, batch)["loss"] - want_loss) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float64", 1e-10)])
+def test_triton_matches_numpy_on_a_strided_batch_norm_cnn(dtype, tol):
+    """The Triton backend (Triton's CPU interpreter) against the numpy backend in each
+    dtype: the loss and every gradient, relative to the gradient's largest element, for
+    conv (stride 2, padding 1, 7x5 images) -> batch norm -> relu -> conv (2x2, padding 1)
+    -> relu -> max pool -> dense -> cross-entropy.  The first conv has no bias: batch norm
+    cancels it, so its gradient is zero up to rounding, with no largest element to be
+    relative to."""
+    pytest.importorskip("triton")
+    from oplib import rel_err
+
+    x, y = Input("x", ("B", 2, 7, 5)), Input("y", ("B",), dtype="int64")
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(3),
+                        F.relu, nn.Conv2d(3, 4, 2, padding=1), F.relu, nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Dense(4 * 2 * 2, 4))
+    model = Model([x, y], {"logits": net(x)}, F.cross_entropy(net(x), y))
+    prog = compile(model, dtype=dtype)
+    rng = np.random.default_rng(4)
+    params = {k: (v + 0.2 * rng.normal(size=v.shape)).astype(dtype) if k in prog.trainable else v
+              for k, v in prog.init_params(0).items()}
+    batch = {"x": rng.normal(size=(6, 2, 7, 5)).astype(dtype), "y": rng.integers(0, 4, size=6)}
+    loss, grads = prog.loss_and_grad(params, batch)
+    t_loss, t_grads = compile(model, backend="triton", dtype=dtype).loss_and_grad(params, batch)
+    assert rel_err(loss, t_loss) <= tol, (loss, t_loss)
+    assert set(t_grads) == set(grads) == set(prog.trainable)
+    for name, g in grads.items():
+        assert t_grads[name].dtype == g.dtype == np.dtype(dtype), name
+        assert rel_err(g, t_grads[name]) <= tol, (name, rel_err(g, t_grads[name]))
 
 
 def test_batch_norm1d_over_features_and_sequences_matches_pytorch():
