@@ -181,7 +181,7 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
         kept_inside.update(cyclic)
     for i, k in enumerate(kernels):
         k.index, k.phase = i, phase(k.root)
-    kernels = merge_siblings(kernels)
+    kernels = free_views(merge_siblings(kernels), outputs)
     for i, k in enumerate(kernels):
         k.index = i
         inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
@@ -476,6 +476,44 @@ def merge_siblings(kernels):
         a.merged = reason if not a.merged else f"{a.merged}; {reason}"
         absorbed.add(b)
     return [k for k in kernels if k not in absorbed]
+
+
+def _reads_through(c, m, view):
+    """Whether member ``m`` of kernel ``c`` can read ``view`` of a buffer as index arithmetic
+    (in the kernel's first group, where the others are a matmul's column sums)."""
+    op = OPS[m.op]
+    if op.kind == "loss" or (op.triton is not None and not op.positional):
+        return False  # a fused loss reads buffers; a gather reads a buffer by its own strides
+    if len(c.groups) > 1 and (column_key(c.groups[0]) is not None
+                              or not any(x is m for x in c.groups[0])):
+        return False
+    if c.rows:  # a row of the kernel's rows, read by a member that is no view
+        return not op.view and row_class(view.shape, c.rows) not in (None, "flat")
+    return True
+
+
+def free_views(kernels, outputs):
+    """``kernels`` without those that only view a buffer (one reshape, transpose or
+    broadcast of a leaf or a kernel's result, no graph output): each kernel that reads such
+    a view computes it itself (index arithmetic, strides), instead of reading a copy."""
+    readers = {}
+    for k in kernels:
+        for m in k.members:
+            for i in m.inputs:
+                readers.setdefault(i, []).append((k, m))
+    gone = set()  # the views dissolved
+    for k in kernels:
+        v = k.root
+        if len(k.members) != 1 or not OPS[v.op].view or v in outputs or v.inputs[0] in gone:
+            continue
+        users = readers.get(v, [])
+        if not users or not all(_reads_through(c, m, v) for c, m in users):
+            continue
+        for c in dict.fromkeys(c for c, _ in users):
+            c.groups[0].insert(0, v)
+            c.members.insert(0, v)
+        gone.add(v)
+    return [k for k in kernels if k.root not in gone]
 
 
 def report(kernels, index):

@@ -84,22 +84,33 @@ class _Reads:
                 return o["symbol"]
         if contains(members, node) and is_const(node.inputs[0]):
             return node.inputs[0].attr("value")  # a reshaped or broadcast constant
-        if contains(members, node):  # a view op over a buffer: a strided view of that buffer
-            base, kind = self.names[node.inputs[0]], OPS[node.op].view
-            if kind == "permute":
-                view = f"{base}.permute{tuple(node.attr('perm'))}"
-            elif kind == "relabel":
-                view = f"{base}.reshape({shape_code(node.attr('shape'))})"
-                self.sizes.update(free_symbols(node.attr("shape")))
-            else:  # broadcast: expanding to the iteration space does it
-                view = base
-        else:
-            view = self.names[node]
+        view = self.view(node, members)
         name = f"{operands.prefix}{len(operands)}"
         other = "0" if node.dtype == "int" else "0.0"
         operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
                          "view": view + suffix, "other": other})
         return operands[-1]["symbol"]
+
+    def view(self, node, members):
+        """The host's code for ``node``: a buffer's name, or (a view op in ``members``, or a
+        chain of them) a strided view of the buffer under it."""
+        chain = []
+        while contains(members, node) and OPS[node.op].view:
+            chain.append(node)
+            node = node.inputs[0]
+        code = self.names[node]
+        for i, v in enumerate(reversed(chain)):
+            kind = OPS[v.op].view
+            if kind == "permute":
+                code = f"{code}.permute{tuple(v.attr('perm'))}"
+            elif kind == "relabel":
+                code = f"{code}.reshape({shape_code(v.attr('shape'))})"
+                self.sizes.update(free_symbols(v.attr("shape")))
+            elif i < len(chain) - 1:  # a broadcast under another view
+                code = f"_rt.expand({code}, {shape_code(v.shape)})"
+                self.sizes.update(free_symbols(v.shape))
+            # (the last broadcast: expanding to the iteration space does it)
+        return code
 
     def gather(self, node, operands, at, valid=None, fill="0.0"):
         """Device code loading buffer ``node`` at the index ``at`` (one device expression per
@@ -268,7 +279,7 @@ class TritonEmitter:
 
             def read(node, suffix="", at=None, valid=None, fill="0.0"):
                 if at is None:
-                    return str(reads.operand(node, k.members, operands, suffix))
+                    return print_triton(reads.operand(node, k.members, operands, suffix), self.dtype)
                 return reads.gather(node, operands, at, valid, fill)
 
             code = own(top, read, f"i{dims[-1]}" if dims else None)
