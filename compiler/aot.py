@@ -22,6 +22,7 @@ from runtime.errors import GradcError
 CONSTEXPRS = {"BLOCK": "BLOCK", "BLOCK_C": "CE_BLOCK_C"}  # untuned: update kernels, classes
 WIDE_DEFAULT = False  # 32-bit index arithmetic, as for every tensor of fewer than 2**31 elements
 WIDE = ("key", "threshold")
+ONE_PASS = {"SPLIT": 1, "FINISH": False}
 
 
 def _tool(name):
@@ -41,6 +42,8 @@ def _signature(fn, pointers, module, tuned, wide=WIDE_DEFAULT):
             constexprs[arg] = tuned[arg] if arg in tuned else getattr(module, CONSTEXPRS[arg])
         elif arg == "WIDE":
             signature[arg], constexprs[arg] = "constexpr", wide
+        elif arg in ONE_PASS:  # a whole-tensor reduction as one program (small tensors)
+            signature[arg], constexprs[arg] = "constexpr", ONE_PASS[arg]
         elif arg.endswith("_ptr"):
             signature[arg] = pointers.get(arg, "*fp32")
         else:

@@ -269,7 +269,25 @@ def _ordered(nodes, owner, joined, reasons, rows, users, outputs):
     if len(order) == len(members):
         return order, set()
     left = {root for root in members if waiting[root]}
-    return order, {m for root in left if kernels[root].stored for m in kernels[root].stored[1:]}
+
+    def reaches(start, goal):
+        seen, stack = {start}, [start]
+        while stack:
+            for r in readers.get(stack.pop(), ()):
+                if r is goal:
+                    return True
+                if r in left and r not in seen:
+                    seen.add(r)
+                    stack.append(r)
+        return False
+
+    # the stored members that make a cycle: read by a kernel that (through others) K reads
+    stored = {m for r in left if kernels[r].stored for m in kernels[r].stored[1:]
+              if any(owner[u] in left and owner[u] is not r and reaches(owner[u], r)
+                     for u in users[m])}
+    if not stored:
+        raise AssertionError("fusion: kernels that read each other, and no row join to undo")
+    return order, stored
 
 
 def row_signature(node):

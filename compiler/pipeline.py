@@ -62,8 +62,20 @@ def predict_nodes(model):
 
 
 def kernels_of(model, graph):
-    """The partition of ``graph``, each kernel labelled forward, loss, metric or backward."""
-    return partition(graph, forward_nodes(model), predict_nodes(model), set(toposort([model.loss])))
+    """The partition of ``graph``, each kernel labelled forward, loss, metric or backward:
+    by what the graph's own outputs need (``optimize`` may have rewritten the model's nodes,
+    and ``predict`` runs the forward kernels alone)."""
+    outs = graph.outputs
+
+    def needs(keys):
+        return set(toposort([outs[key] for key in keys if key in outs]))
+
+    names = list(model.outputs)
+    state = [key for key in outs if key.startswith("update:")]
+    forward = needs(["loss", *names, *state,
+                     *(key for key in outs if key.startswith(("metric:", "eval:")))])
+    predict = needs([*names, *(f"eval:{name}" for name in names), *state])
+    return partition(graph, forward, predict, needs(["loss"]))
 
 
 def emitter(backend, dtype, input_precision="ieee"):

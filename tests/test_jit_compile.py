@@ -63,3 +63,11 @@ def test_kernels_compile_at_batch_sizes_1_and_7(example):
 def test_every_kernel_compiles_at_batch_sizes_1_7_and_32(example):
     problems = compile_as_the_jit_does(example, ["float32", "float64"], [1, 7, 32])
     assert not problems, "\n".join(problems)
+
+
+def test_a_whole_tensor_reduction_split_over_programs_compiles():
+    """At batch 40,000 the regression's mean squared error adds 40,000 values: its first
+    pass runs on 3 programs (``RED_SPLIT`` = 16,384 values each) and its second pass adds
+    their results; both specializations compile as the JIT compiles them."""
+    problems = compile_as_the_jit_does("seed_regression", ["float32"], [40_000])
+    assert not problems, "\n".join(problems)

@@ -409,3 +409,24 @@ def test_wide_index_arithmetic_is_64_bit_in_the_compiled_kernels():
             continue
         assert re.search(r"\bcvt\.s64\.s32\b", r["ptx"]), kernel  # the index widened
         assert r["ptx"] != narrow[kernel]["ptx"], kernel
+
+
+def test_a_whole_tensor_reduction_runs_on_several_programs_with_the_same_bits():
+    """A loss summed over a whole tensor is not left to one program: over 20,000 values the
+    first pass runs on several programs (each adding every SPLIT-th block), one more adds
+    their results in order.  The loss and gradients equal the numpy backend's, and two
+    calls give the same bits."""
+    model = mlp("tanh", (16, 8, 4))
+    rng = np.random.default_rng(0)
+    batch = {"x": rng.normal(size=(5000, 16)), "y": rng.normal(size=(5000, 4))}
+    ours, theirs = both(model, "float64")
+    params = ours.init_params(0)
+    loss, grads = ours.loss_and_grad(params, batch)
+    first, t_grads = theirs.loss_and_grad(params, batch)
+    assert_same(loss, first, 1e-12)
+    for k in grads:
+        assert_same(grads[k], t_grads[k], 1e-10)
+    assert theirs.loss_and_grad(params, batch)[0] == first
+    splits = [plan.meta["SPLIT"] for name, plans in vars(theirs.module).items()
+              if name.endswith("_plans") for plan in plans.values() if "SPLIT" in plan.meta]
+    assert max(splits) == 5  # 20,000 values, 4,096 a program in the interpreter

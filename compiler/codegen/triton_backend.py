@@ -5,7 +5,8 @@ template under ``templates/triton/`` with two macros, the device kernel and its 
 wrapper: elementwise over the root's shape, matmul with an epilogue fused at the store,
 a reduction with its producers fused before it and its consumers after it, row-wise
 (whole rows in registers: reductions over the last axes with the elementwise ops around
-them, a layer norm or a softmax), and the row-wise softmax cross-entropy.  Operands are strided views: broadcasting is a zero
+them, a layer norm or a softmax), column sums (several, of one shape, in one pass), and
+the row-wise softmax cross-entropy.  Operands are strided views: broadcasting is a zero
 stride, a transpose swaps strides, a reshape of a buffer is a view, so no copy is made
 on the host.  Bodies are printed from sympy by ``TritonPrinter``.  The host wrappers
 carry the kernels' names and take the numpy kernels' arguments, so the entry points are
@@ -267,7 +268,8 @@ class TritonEmitter:
         context = dict(writer.header(k), out_shape=shape_code(root.shape), args=args + _out_args(k),
                        scalars=scalars, float_type=self.float_type, **ctx,
                        # the host's launch plans are keyed on these (runtime.tkernels.Plan)
-                       tensors=args[:len(k.inputs)], sizes=[a for a in args[len(k.inputs):] if a != "rng"])
+                       tensors=args[:len(k.inputs)],
+                       sizes=[a for a in args[len(k.inputs):] if a != "rng"])
         return Launch(k, template, context, args, pointers, constants)
 
     def _elementwise(self, k, top, reads):
@@ -279,7 +281,8 @@ class TritonEmitter:
 
             def read(node, suffix="", at=None, valid=None, fill="0.0"):
                 if at is None:
-                    return print_triton(reads.operand(node, k.members, operands, suffix), self.dtype)
+                    operand = reads.operand(node, k.members, operands, suffix)
+                    return print_triton(operand, self.dtype)
                 return reads.gather(node, operands, at, valid, fill)
 
             code = own(top, read, f"i{dims[-1]}" if dims else None)
@@ -348,6 +351,8 @@ class TritonEmitter:
                 index[d] = f"o{d if keep else pos}"
                 pos += 1
         reads.sizes.update(free_symbols(S))
+        # a whole-tensor reduction in one pass: split over programs, then finished by one
+        split = len(OPS[red.op].triton_passes) == 1 and all(d == 1 for d in red.shape)
         return "triton/reduction.py.jinja", dict(
             operands=operands, epilogue=epilogue, dims=list(range(len(S))),
             out_dims=list(range(len(red.shape))), reduced=list(axes), index=index,
@@ -356,32 +361,43 @@ class TritonEmitter:
             acc_dtype=self.float_type, body=[f"v = {print_triton(v, self.dtype)}"],
             epilogue_body=[f"result = {print_triton(out_value, self.dtype)}"], space=shape_code(S),
             space_text=fmt(S), out_text=fmt(red.shape), reduced_shape=shape_code(red.shape),
-            detail=f"reduction of {fmt(S)} to {fmt(red.shape)}"), \
-            {**self._pointers(operands, epilogue), "out_ptr": self.pointer(top)}
+            split=split, detail=f"reduction of {fmt(S)} to {fmt(red.shape)}"
+            + ("; a whole tensor: over many programs, then one adds theirs" if split else "")), \
+            {**self._pointers(operands, epilogue), "out_ptr": self.pointer(top),
+             **({"part_ptr": self.float_ptr} if split else {})}
 
     def _rows(self, k, reads):
         """A row-wise kernel: each program holds ``BLOCK_M`` whole rows of ``S``; members that
         several members read, reductions and stored members become temporaries ``t0``, ..."""
         S, depth = k.rows
         lead, n = S[:len(S) - depth], numel(S[len(S) - depth:])
-        inside, operands, exprs, body, wants, temps = set(k.members), Operands(), {}, [], {}, []
-        used = {}
+        operands, exprs, body, temps, loaded = Operands(), {}, [], [], {}
+        inside, used = set(k.members), {}
         for m in k.members:
             for i in m.inputs:
                 used[i] = used.get(i, 0) + (i in inside)
         stored = set(k.outputs)
 
         def value(node, cls):
-            """``node``'s value for a member of class ``cls``: its expression, a constant, or
-            an operand loaded as that member needs it."""
+            """``node``'s value where a member of class ``cls`` reads it: its expression, a
+            constant, or a buffer (or a view of one) loaded as that class needs it, whole rows
+            or one value per row (a load for each class that reads it)."""
             if node in exprs:
                 return exprs[node]
-            if is_const(node):
-                reads.sizes.update(s.name for s in node.attr("value").free_symbols)
-                return node.attr("value")
-            symbol = reads.operand(node, k.members, operands)
-            wants.setdefault(symbol.name, set()).add(cls)
-            return symbol
+            base = node
+            while contains(k.members, base) and OPS[base.op].view:
+                base = base.inputs[0]
+            if is_const(base):
+                reads.sizes.update(s.name for s in base.attr("value").free_symbols)
+                return base.attr("value")
+            if (id(node), cls) not in loaded:
+                name = f"{operands.prefix}{len(operands)}"
+                operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
+                                 "view": reads.view(node, k.members),
+                                 "other": "0" if node.dtype == "int" else "0.0"})
+                operands[-1].update(self._row_operand(operands[-1], cls, S, lead))
+                loaded[id(node), cls] = operands[-1]["symbol"]
+            return loaded[id(node), cls]
 
         def temporary(m, lines_for):
             name = f"t{len(temps)}"
@@ -394,38 +410,33 @@ class TritonEmitter:
             if opdef.kind == "reduce":
                 v = print_triton(value(m.inputs[0], "full"), self.dtype)
                 temporary(m, lambda name: opdef.triton_row(v, name))
-                continue
-            if opdef.kind == "shape" and opdef.view and (m.inputs[0] in inside
-                                                         or is_const(m.inputs[0])):
-                exprs[m] = value(m.inputs[0], cls)  # a relabel or broadcast: the same values
-                continue
-            if opdef.kind == "shape" and opdef.view:
-                exprs[m] = reads.operand(m, k.members, operands)  # a view of a buffer
-                wants.setdefault(exprs[m].name, set()).add(cls)
-                continue
-            if opdef.triton is not None:  # positional: tril, triu
+            elif opdef.kind == "shape" and opdef.view:
+                if m.inputs[0] in exprs:  # a relabel or broadcast of a row: the same values
+                    exprs[m] = exprs[m.inputs[0]]
+                # (a view of a buffer or a constant: loaded where it is read)
+            elif opdef.triton is not None:  # positional: tril, triu
 
                 def read(node, suffix="", at=None, valid=None, fill="0.0"):
                     return print_triton(value(node, "full"), self.dtype)
 
                 code = opdef.triton(m, read, f"i{len(S) - 1}")
                 temporary(m, lambda name: code["body"] + [f"{name} = result"])
-                continue
-            exprs[m] = opdef.scalar(*[value(i, cls) for i in m.inputs], **dict(m.attrs))
-            if m in stored or used.get(m, 0) > 1:
-                text = print_triton(exprs[m], self.dtype)
-                temporary(m, lambda name: [f"{name} = {text}"])
-        for o in operands:
-            o.update(self._row_operand(o, wants.get(o["name"], {"full"}), S, lead))
+            else:
+                exprs[m] = opdef.scalar(*[value(i, cls) for i in m.inputs], **dict(m.attrs))
+                if m in stored or used.get(m, 0) > 1:
+                    text = print_triton(exprs[m], self.dtype)
+                    temporary(m, lambda name: [f"{name} = {text}"])
         stores = []
         for j, r in enumerate(k.outputs):
-            text = print_triton(exprs[r], self.dtype)
             full = row_class(r.shape, k.rows) in ("full", "flat")
-            if not sympy.sympify(exprs[r]).free_symbols:
-                text = f"tl.zeros([BLOCK_M, {'BLOCK_N' if full else 1}], {self.float_type}) + ({text})"
+            stored_value = value(r, "full" if full else row_class(r.shape, k.rows))
+            text = print_triton(stored_value, self.dtype)
+            if not sympy.sympify(stored_value).free_symbols:
+                zeros = f"tl.zeros([BLOCK_M, {'BLOCK_N' if full else 1}], {self.float_type})"
+                text = f"{zeros} + ({text})"
+            dtype = {"bool": "torch.bool", "int": "torch.int64"}.get(r.dtype, "DTYPE")
             stores.append({"name": out_name(j), "value": text, "full": full,
-                           "shape": shape_code(r.shape),
-                           "dtype": {"bool": "torch.bool", "int": "torch.int64"}.get(r.dtype, "DTYPE")})
+                           "shape": shape_code(r.shape), "dtype": dtype})
         reads.sizes.update(free_symbols(S))
         block_n = 1 << (n - 1).bit_length()
         block_m = max(1, ROW_ELEMENTS // block_n)
@@ -467,17 +478,15 @@ class TritonEmitter:
              **{f"{out_name(j)}_ptr": self.pointer(r) for j, r in enumerate(k.outputs)}}
 
     @staticmethod
-    def _row_operand(o, wants, S, lead):
-        """How a row-wise kernel loads operand ``o``: whole rows (``full``) or one value per
-        row; the host's view of it over ``shape`` or ``rows``."""
+    def _row_operand(o, cls, S, lead):
+        """How a row-wise kernel loads operand ``o`` for a member of class ``cls``: whole rows
+        (``full``: the host's view over ``shape``), or one value per row (over ``rows``)."""
         node_shape = o["node"].shape
-        trailing = tuple(node_shape)[max(0, len(node_shape) - (len(S) - len(lead))):]
-        if "lead" in wants:
-            if any(d != 1 for d in trailing) and len(node_shape) >= len(S):
-                raise AssertionError(f"row-wise operand {fmt(node_shape)} read per row and whole")
+        if cls == "lead":  # aligned with the rows' axes
             host = f"_rt.expand({o['view']}, {shape_code(lead)}).reshape(rows)"
             return {"host": host, "dims": list(range(len(lead))), "mask": "rmask"}
-        if any(d != 1 for d in trailing) or len(node_shape) > len(S):
+        trailing = tuple(node_shape)[max(0, len(node_shape) - (len(S) - len(lead))):]
+        if cls == "full" and any(d != 1 for d in trailing):
             return {"host": f"_rt.expand({o['view']}, shape)", "dims": list(range(len(S))),
                     "mask": "mask"}
         return {"host": f"_rt.expand({o['view']}, rows)", "dims": list(range(len(lead))),

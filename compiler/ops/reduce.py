@@ -118,11 +118,12 @@ _LOGSUMEXP = (
      "result": "total = tl.log(tl.sum(acc, 0)) + m"})
 
 
-
-
 def _row(combine, init):
     """``triton_row`` of a reduction that folds the masked row with ``combine`` (tl.sum)."""
-    return lambda v, out: [f"{out} = {combine}(tl.where(mask, {v}, {init}), axis=1, keep_dims=True)"]
+    def lines(v, out):
+        return [f"{out} = {combine}(tl.where(mask, {v}, {init}), axis=1, keep_dims=True)"]
+
+    return lines
 
 
 def _row_logsumexp(v, out):
@@ -151,12 +152,14 @@ register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp,
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
                numpy=_numpy_reduce(".max"), numpy_out=_numpy_reduce_out(".max"),
                scalarize=_scalarize(lambda xs: functools.reduce(S.Maximum, xs)),
-               triton_passes=(_MAX,), triton_row=_row("tl.max", f"-{INF}"), doc="max over axes; ties share the gradient",
+               triton_passes=(_MAX,), triton_row=_row("tl.max", f"-{INF}"),
+               doc="max over axes; ties share the gradient",
                flops=_folded))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
                jvp=_logsumexp_jvp, numpy=_numpy_reduce("_rt.logsumexp"),
                scalarize=_scalarize(lambda xs: sympy.log(sympy.Add(*[sympy.exp(x) for x in xs]))),
-               triton_passes=_LOGSUMEXP, triton_row=_row_logsumexp, doc="log(sum(exp(x))) over axes, stable",
+               triton_passes=_LOGSUMEXP, triton_row=_row_logsumexp,
+               doc="log(sum(exp(x))) over axes, stable",
                flops=_logsumexp_flops))
 
 
