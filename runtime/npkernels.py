@@ -307,13 +307,14 @@ def patches_adjoint(g, image, kernel, stride, dilation, padding):
     n, ho, wo, c, kh, kw = g.shape
     (h, w), (sh, sw), (dh, dw) = image, stride, dilation
     top, bottom, left, right = padding
-    out = np.zeros((n, c, h + top + bottom, w + left + right), dtype=g.dtype)
-    windows = g.transpose(0, 3, 4, 5, 1, 2)  # (N, C, kH, kW, H_out, W_out)
+    # added up channels-last, where g's windows keep their order (3.5x faster than adding
+    # into (N, C, H, W) for 16 channels: benchmarks/NOTES.md), then made (N, C, H, W) once
+    out = np.zeros((n, h + top + bottom, w + left + right, c), dtype=g.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
-                j * dw:j * dw + sw * (wo - 1) + 1:sw] += windows[:, :, i, j]
-    return np.ascontiguousarray(out[:, :, top:top + h, left:left + w])
+            out[:, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                j * dw:j * dw + sw * (wo - 1) + 1:sw] += g[:, :, :, :, i, j]
+    return np.ascontiguousarray(out[:, top:top + h, left:left + w].transpose(0, 3, 1, 2))
 
 
 def unslice(g, shape, key):
