@@ -21,6 +21,19 @@ def logsumexp(x, axis, keepdims):
     return out if keepdims else np.squeeze(out, axis=axis)
 
 
+def fold_last(ufunc, x, n, keepdims):
+    """``x`` reduced over its last ``n`` axes (a few elements: a pooling window, a short row)
+    by ``ufunc`` (``numpy.add``, ``numpy.maximum``), one elementwise call per element of
+    them: numpy's reductions over small trailing axes of a strided view are slow (a 2x2 max
+    pool of (128, 16, 8, 8) took 2,657 µs as ``.max(axis=(4, 5))``, 76 µs so)."""
+    x = np.asarray(x)
+    out = None
+    for idx in np.ndindex(*x.shape[x.ndim - n:]):
+        part = x[(Ellipsis,) + idx]
+        out = np.array(part) if out is None else ufunc(out, part, out=out)
+    return out.reshape(x.shape[:x.ndim - n] + (1,) * n) if keepdims else out
+
+
 def _logsumexp(x, axis):
     m = x.max(axis=axis, keepdims=True)
     if not np.isfinite(m).all():

@@ -70,9 +70,19 @@ def _logsumexp_jvp(node, t):
     return _reduce_like(node, t[0] * F.exp(node.inputs[0] - kept(node)))
 
 
-def _numpy_reduce(fn):
+FOLD_LIMIT = 16  # a reduction over trailing axes of at most this many elements: folded
+
+
+def _numpy_reduce(fn, fold=None):
+    """``x.sum(axis=...)``; over the last axes of at most ``FOLD_LIMIT`` elements (a pooling
+    window, a short row), one elementwise ``fold`` per element of them (``_rt.fold_last``)."""
     def emit(node, args):
         axes, keepdims = node.attr("axes"), node.attr("keepdims")
+        x = node.inputs[0]
+        window = [x.shape[a] for a in axes]
+        if fold and axes == tuple(range(x.ndim - len(axes), x.ndim)) and axes and \
+                all(isinstance(d, int) for d in window) and 1 <= numel(window) <= FOLD_LIMIT:
+            return f"_rt.fold_last({fold}, {args[0]}, {len(axes)}, {keepdims})"
         if fn.startswith("."):  # the ndarray method skips numpy's Python-level wrapper
             return f"{paren(args[0])}{fn}(axis={axes}, keepdims={keepdims})"
         return f"{fn}({args[0]}, axis={axes}, keepdims={keepdims})"
@@ -146,11 +156,11 @@ def _logsumexp_flops(node):
 
 
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
-               numpy=_numpy_reduce(".sum"), numpy_out=_numpy_reduce_out(".sum"),
+               numpy=_numpy_reduce(".sum", "numpy.add"), numpy_out=_numpy_reduce_out(".sum"),
                scalarize=_scalarize(lambda xs: sympy.Add(*xs)), triton_passes=(_SUM,),
                triton_row=_row("tl.sum", "0.0"), doc="sum over axes", flops=_folded))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
-               numpy=_numpy_reduce(".max"), numpy_out=_numpy_reduce_out(".max"),
+               numpy=_numpy_reduce(".max", "numpy.maximum"), numpy_out=_numpy_reduce_out(".max"),
                scalarize=_scalarize(lambda xs: functools.reduce(S.Maximum, xs)),
                triton_passes=(_MAX,), triton_row=_row("tl.max", f"-{INF}"),
                doc="max over axes; ties share the gradient",
