@@ -1,6 +1,7 @@
 """Partition a graph into kernels that both backends can emit.
 
-A kernel is a tree of nodes computed together, of one of four shapes:
+A kernel is a tree of nodes computed together (a DAG, for row-wise ones), of one of five
+shapes:
 
 - elementwise: elementwise ops over the root's shape;
 - matmul + epilogue: one matmul (its operands buffers, possibly transposed) and the
