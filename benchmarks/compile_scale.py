@@ -23,7 +23,7 @@ if kind == "chain":
     model = Model([x], loss=F.mean(h ** 2))
 else:
     x, y = Input("x", ("B", 32)), Input("y", ("B", 1))
-    net = nn.Chain(*[nn.Dense(32, 32, act="tanh") for _ in range(size - 1)], nn.Dense(32, 1))
+    net = nn.Chain(*[nn.Dense(32, 32, act=F.tanh) for _ in range(size - 1)], nn.Dense(32, 1))
     model = Model([x, y], loss=F.mse(net(x), y))
 nodes = len(toposort([model.loss]))
 t = time.perf_counter()

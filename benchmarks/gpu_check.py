@@ -117,7 +117,7 @@ def repeatable(report):
     from compiler import Input, Model, compile, nn, ops as F
 
     x, k = Input("x", ("B", 64)), Input("k", ("B",), dtype="int64")
-    net = nn.Chain(nn.Dense(64, 128, act="relu"), nn.Dense(128, 10))
+    net = nn.Chain(nn.Dense(64, 128, act=F.relu), nn.Dense(128, 10))
     prog = compile(Model([x, k], {"logits": net(x)}, F.cross_entropy(net(x), k)),
                    backend="triton")
     rng = np.random.default_rng(0)
@@ -138,7 +138,7 @@ def timings():
     from runtime import train
 
     x, k = Input("x", ("B", 784)), Input("k", ("B",), dtype="int64")
-    net = nn.Chain(nn.Dense(784, 256, act="relu"), nn.Dense(256, 256, act="relu"),
+    net = nn.Chain(nn.Dense(784, 256, act=F.relu), nn.Dense(256, 256, act=F.relu),
                    nn.Dense(256, 10))
     model = Model([x, k], {"logits": net(x)}, F.cross_entropy(net(x), k))
     rng = np.random.default_rng(0)

@@ -35,7 +35,7 @@ def model():
     from compiler import Input, Model, nn, ops as F
 
     x, k = Input("x", ("B", 784)), Input("k", ("B",), dtype="int64")
-    net = nn.Chain(nn.Dense(784, 256, act="relu"), nn.Dense(256, 256, act="relu"),
+    net = nn.Chain(nn.Dense(784, 256, act=F.relu), nn.Dense(256, 256, act=F.relu),
                    nn.Dense(256, 10))
     return Model([x, k], {"logits": net(x)}, F.cross_entropy(net(x), k))
 

@@ -58,20 +58,21 @@ def workloads():
     x3 = rng.normal(size=(128 * 10, 784)).astype(np.float32)
     cls = {"x": x3, "k": rng.integers(0, 10, size=128 * 10)}
     return {
-        "W1": dict(kind="tanh", sizes=(1, 32, 32, 1), batch=1,
+        "W1": dict(kind="regression", sizes=(1, 32, 32, 1), batch=1,
                    data={k: v[:200] for k, v in mlp.items()}, steps=2000),
-        "W2": dict(kind="tanh", sizes=(1, 32, 32, 1), batch=256, data=mlp, steps=100),
-        "W3": dict(kind="relu", sizes=(784, 256, 256, 10), batch=128, data=cls, steps=100),
+        "W2": dict(kind="regression", sizes=(1, 32, 32, 1), batch=256, data=mlp, steps=100),
+        "W3": dict(kind="classification", sizes=(784, 256, 256, 10), batch=128, data=cls, steps=100),
     }
 
 
 def gradc_model(w):
     sizes = w["sizes"]
     x = Input("x", ("B", sizes[0]))
-    layers = [nn.Dense(a, b, act=w["kind"] if i < len(sizes) - 2 else None)
+    layers = [nn.Dense(a, b, act=(F.tanh if w["kind"] == "regression" else F.relu)
+                        if i < len(sizes) - 2 else None)
               for i, (a, b) in enumerate(zip(sizes, sizes[1:]))]
     net = nn.Chain(*layers)
-    if w["kind"] == "tanh":
+    if w["kind"] == "regression":
         y = Input("y", ("B", 1))
         return Model([x, y], {"y_hat": net(x)}, F.mse(net(x), y))
     k = Input("k", ("B",), dtype="int64")
@@ -103,7 +104,7 @@ def run_numpy(w, params):
     Ws = [W.copy() for W, _ in params]
     bs = [b.copy() for _, b in params]
     xs, n = w["data"]["x"], len(w["data"]["x"])
-    target = w["data"]["y"] if w["kind"] == "tanh" else w["data"]["k"]
+    target = w["data"]["y"] if w["kind"] == "regression" else w["data"]["k"]
     B, L = w["batch"], len(Ws)
     t = time.perf_counter()
     for step in range(w["steps"]):
@@ -112,8 +113,8 @@ def run_numpy(w, params):
         for i in range(L):
             hs.append(h)
             z = h @ Ws[i] + bs[i]
-            h = z if i == L - 1 else (np.tanh(z) if w["kind"] == "tanh" else np.maximum(z, 0))
-        if w["kind"] == "tanh":
+            h = z if i == L - 1 else (np.tanh(z) if w["kind"] == "regression" else np.maximum(z, 0))
+        if w["kind"] == "regression":
             g = (2.0 / h.size) * (h - target[s:s + B])
         else:
             e = np.exp(h - h.max(axis=1, keepdims=True))
@@ -124,7 +125,7 @@ def run_numpy(w, params):
             gW, gb = hs[i].T @ g, g.sum(axis=0)
             if i:
                 g = g @ Ws[i].T
-                g *= (1 - hs[i] ** 2) if w["kind"] == "tanh" else (hs[i] > 0)
+                g *= (1 - hs[i] ** 2) if w["kind"] == "regression" else (hs[i] > 0)
             Ws[i] -= LR * gW
             bs[i] -= LR * gb
     return time.perf_counter() - t
@@ -165,9 +166,9 @@ def run_torch(w, params):
     bs = [torch.tensor(b, requires_grad=True) for _, b in params]
     opt = torch.optim.SGD(Ws + bs, lr=LR)
     xs = torch.tensor(w["data"]["x"])
-    target = torch.tensor(w["data"]["y"] if w["kind"] == "tanh" else w["data"]["k"])
+    target = torch.tensor(w["data"]["y"] if w["kind"] == "regression" else w["data"]["k"])
     n, B, L = len(xs), w["batch"], len(Ws)
-    act = torch.tanh if w["kind"] == "tanh" else torch.relu
+    act = torch.tanh if w["kind"] == "regression" else torch.relu
     t = time.perf_counter()
     for step in range(w["steps"]):
         s = (step * B) % n
@@ -175,7 +176,7 @@ def run_torch(w, params):
         for i in range(L):
             h = h @ Ws[i] + bs[i]
             h = act(h) if i < L - 1 else h
-        if w["kind"] == "tanh":
+        if w["kind"] == "regression":
             loss = torch.mean((h - target[s:s + B]) ** 2)
         else:
             loss = torch.nn.functional.cross_entropy(h, target[s:s + B])
@@ -189,14 +190,14 @@ def jax_step(w):
     import jax
     import jax.numpy as jnp
 
-    act = jnp.tanh if w["kind"] == "tanh" else jax.nn.relu
+    act = jnp.tanh if w["kind"] == "regression" else jax.nn.relu
 
     def loss(params, x, t):
         h = x
         for i, (W, b) in enumerate(params):
             h = h @ W + b
             h = act(h) if i < len(params) - 1 else h
-        if w["kind"] == "tanh":
+        if w["kind"] == "regression":
             return jnp.mean((h - t) ** 2)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(h), t[:, None], axis=1))
 
@@ -214,7 +215,7 @@ def run_jax(w, params, step):
 
     ps = [(jnp.asarray(W), jnp.asarray(b)) for W, b in params]
     xs = jnp.asarray(w["data"]["x"])
-    target = jnp.asarray(w["data"]["y"] if w["kind"] == "tanh" else w["data"]["k"])
+    target = jnp.asarray(w["data"]["y"] if w["kind"] == "regression" else w["data"]["k"])
     n, B = len(xs), w["batch"]
     batches = [(xs[s:s + B], target[s:s + B]) for s in ((i * B) % n for i in range(w["steps"]))]
     ps = step(ps, *batches[0])  # compile outside the timing
