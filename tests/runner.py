@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +25,10 @@ def one_line_error(result):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, (result.returncode, result.stderr)
     return lines[0]
+
+
+def compile_error(tmp_path, source):
+    """The one-line error of ``gradc compile`` on a model file ``model.py`` of ``source``."""
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(source))
+    return one_line_error(gradc("compile", str(path)))

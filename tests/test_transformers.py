@@ -12,7 +12,7 @@ from compiler import Input, Model, compile, nn, ops as F
 from compiler.cost import matmul_flops
 from compiler.flops import reverse_mode_graph
 from compiler.shapes import symbol
-from runner import gradc, one_line_error  # noqa: E402
+from runner import compile_error, gradc, one_line_error  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 DIM, HEADS, T = 8, 2, 5
@@ -136,14 +136,12 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_transformers_are_one_line_errors_with_the_model_line(case, tmp_path):
     expr, message = BAD[case]
-    path = tmp_path / "model.py"
-    path.write_text(textwrap.dedent(f"""\
+    assert message in compile_error(tmp_path, f"""\
         from compiler import Input, Model, nn, ops as F
         x = Input("x", ("B", 5, 8))
         h = {expr}
         model = Model([x], loss=F.sum(h))
-    """))
-    assert message in one_line_error(gradc("compile", str(path)))
+    """)
 
 
 def test_a_token_past_the_vocabulary_is_a_one_line_error(tmp_path):
