@@ -2,7 +2,7 @@
 
 >>> from compiler import Input, Model, nn, ops as F
 >>> x, y = Input("x", ("B", 1)), Input("y", ("B", 1))
->>> net = nn.Chain(nn.Dense(1, 8, act="tanh"), nn.Dense(8, 1))
+>>> net = nn.Chain(nn.Dense(1, 8, act=F.tanh), nn.Dense(8, 1))
 >>> m = Model(inputs=[x, y], outputs={"y_hat": net(x)}, loss=F.mse(net(x), y))
 >>> [p.name for p in m.params]
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']

@@ -9,7 +9,7 @@ second layer of an MLP are ``dense1.W`` and ``dense1.b``, and the same model
 built twice has the same names and the same initial values.
 
 >>> from compiler import Input, Model, nn, ops as F
->>> net = nn.Chain(nn.Dense(1, 32, act="tanh"), nn.Dense(32, 1))
+>>> net = nn.Chain(nn.Dense(1, 32, act=F.tanh), nn.Dense(32, 1))
 >>> m = Model([x := Input("x", ("B", 1))], loss=F.sum(net(x)))
 >>> [p.name for p in net.params()]
 ['dense0.W', 'dense0.b', 'dense1.W', 'dense1.b']

@@ -6,8 +6,8 @@ where it can (``tanh' = 1 - y**2``).  ``to_graph(expr, env)`` turns a sympy
 expression into graph nodes built from primitives only, so derivatives are
 themselves differentiable.
 
->>> import sympy
->>> _, y, (d,) = partials("tanh", 1, (), ())
+>>> from compiler import Input, ops
+>>> _, y, (d,) = partials(ops.tanh(Input("x", (3,))).op, 1, (), ())
 >>> d
 1 - y**2
 """
