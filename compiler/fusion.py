@@ -56,6 +56,7 @@ from compiler.ops.leaf import is_const
 from compiler.ops.reduce import is_column_sum, leading_sum
 from compiler.ops.registry import OPS
 from compiler.shapes import fmt, numel
+from compiler.view_index import operand_chain, operand_index
 
 MAX_NODES = 24
 MAX_ROW = 4096  # the longest row a row-wise kernel holds in registers
@@ -182,7 +183,7 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
         kept_inside.update(cyclic)
     for i, k in enumerate(kernels):
         k.index, k.phase = i, phase(k.root)
-    kernels = free_views(merge_siblings(kernels), outputs)
+    kernels = free_gathers(free_views(merge_siblings(kernels), outputs), outputs)
     for i, k in enumerate(kernels):
         k.index = i
         inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
@@ -467,11 +468,7 @@ def merge_siblings(kernels):
                 for i in m.inputs:
                     if not contains(k.members, i):
                         candidates.setdefault(("columns", column_key(k.groups[0]), i), k)
-    users = {}
-    for k in kernels:
-        for m in k.members:
-            for i in m.inputs:
-                users.setdefault(i, set()).add(k)
+    users = _kernels_reading(kernels)
     absorbed = set()
     for b in kernels:
         if OPS[b.root.op].result in ("grad", "accuracy"):
@@ -495,6 +492,16 @@ def merge_siblings(kernels):
         a.merged = reason if not a.merged else f"{a.merged}; {reason}"
         absorbed.add(b)
     return [k for k in kernels if k not in absorbed]
+
+
+def _kernels_reading(kernels):
+    """Each node read by a kernel's member: the kernels that read it (in order)."""
+    readers = {}
+    for k in kernels:
+        for m in k.members:
+            for i in m.inputs:
+                readers.setdefault(i, {})[k] = None
+    return readers
 
 
 def _reads_through(c, m, view):
@@ -533,6 +540,43 @@ def free_views(kernels, outputs):
             c.members.insert(0, v)
         gone.add(v)
     return [k for k in kernels if k.root not in gone]
+
+
+def _gathered_operand(c, g):
+    """Whether every read of ``g`` in kernel ``c`` is a matmul operand made of views of
+    ``g`` that the matmul skeleton can index (and ``c`` computes no other such operand)."""
+    group = c.groups[0]
+    mm = next((m for m in group if OPS[m.op].kind == "contraction"), None)
+    if mm is None or c.rows or column_key(group) is not None:
+        return False
+    if any(OPS[m.op].by_index for m in c.members):
+        return False  # one operand computed by index per kernel
+    readers = [m for m in c.members if any(i is g for i in m.inputs)]
+    for position in (0, 1):
+        chain, under = operand_chain(mm, position, group)
+        if under is g and operand_index(mm, position, chain) is not None:
+            return all(m is (chain[-1] if chain else mm) for m in readers)
+    return False
+
+
+def free_gathers(kernels, outputs):
+    """``kernels`` without those that only gather a buffer by index (``OpDef.by_index``:
+    a convolution's windows) for matmuls: each matmul that reads it computes its operand
+    from the buffer as it loads it (implicit GEMM), instead of reading the copy."""
+    readers = _kernels_reading(kernels)
+    gone = set()
+    for k in kernels:
+        g = k.root
+        if len(k.members) != 1 or not OPS[g.op].by_index or len(g.inputs) != 1 or g in outputs:
+            continue
+        users = readers.get(g, ())
+        if not users or not all(_gathered_operand(c, g) for c in users):
+            continue
+        for c in users:
+            c.groups[0].insert(0, g)
+            c.members.insert(0, g)
+        gone.add(k)
+    return [k for k in kernels if k not in gone]
 
 
 def report(kernels, index):

@@ -34,6 +34,7 @@ from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
 from compiler.shapes import fmt, free_symbols, numel
+from compiler.view_index import TILE, operand_chain, operand_index, tile
 
 POINTER_TYPES = {"int": "*i64", "bool": "*i1"}  # of an operand's dtype; floats: the module's
 ROW_ELEMENTS = 1024  # a row-wise kernel's program holds at least this many elements (whole
@@ -305,10 +306,8 @@ class TritonEmitter:
                                                     "out_ptr": self.pointer(top)}
 
     def _matmul(self, k, mm, top, reads):
-        a_op, b_op, operands = Operands("a"), Operands("b"), Operands()
-        reads.operand(mm.inputs[0], k.members, a_op)
-        reads.operand(mm.inputs[1], k.members, b_op)
-        main = k.groups[0]
+        main, operands = k.groups[0], Operands()
+        (a_view, a_gather), (b_view, b_gather) = (self._operand(mm, p, main, reads) for p in (0, 1))
         exprs = reads.exprs(main, operands, sympy.Symbol("acc"), mm)
         value = reads.value(top, exprs, main, operands)
         colsum = None
@@ -322,8 +321,34 @@ class TritonEmitter:
             pointers["colsum_ptr"] = self.pointer(k.outputs[1])
         return "triton/matmul.py.jinja", dict(
             operands=operands, body=[f"result = {print_triton(value, self.dtype)}"], colsum=colsum,
-            a_view=a_op[0]["view"], b_view=b_op[0]["view"], acc_dtype=self.float_type,
+            a_view=a_view, b_view=b_view, a_gather=a_gather, b_gather=b_gather,
+            acc_dtype=self.float_type,
             batch=[f"Z{i}" for i in range(mm.ndim - 2)], detail=detail), pointers
+
+    def _operand(self, mm, position, members, reads):
+        """``(host view, None)`` of matmul operand ``position`` read from memory, or, when
+        it is an op computed by index (``OpDef.by_index``, through views), ``(the buffer
+        that op reads, its device code)``: the skeleton computes the operand as it loads
+        it (implicit GEMM)."""
+        chain, under = operand_chain(mm, position, members)
+        if not (contains(members, under) and OPS[under.op].by_index):
+            op = Operands("ab"[position])
+            reads.operand(mm.inputs[position], members, op)
+            return op[0]["view"], None
+        side, (source,) = "ab"[position], under.inputs
+        index = operand_index(mm, position, chain)
+        lines = [f"i{d} = {tile(axis, TILE[position])}" for d, axis in enumerate(index)]
+
+        def read(node, suffix="", at=None, valid=None, fill="0.0"):
+            address = " + ".join(f"({i}) * s{side}_g{d}" for d, i in enumerate(at))
+            mask = f"mask_{side}" if valid is None else f"mask_{side} & ({valid})"
+            return f"tl.load({side}_ptr + {address}, mask={mask}, other={fill})"
+
+        lines += OPS[under.op].triton(under, read, None)["body"] + [f"{side} = result"]
+        reads.sizes.update(free_symbols(mm.inputs[position].shape))
+        what = f"{under.op} of {fmt(source.shape)}, as {fmt(mm.inputs[position].shape)}"
+        return reads.names[source], {"lines": lines, "ndim": source.ndim, "what": what,
+                                     "shape": shape_code(mm.inputs[position].shape)}
 
     def _reduction(self, k, red, top, reads):
         source_node = red.inputs[0]

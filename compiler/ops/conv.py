@@ -181,14 +181,14 @@ register(OpDef(
     "patches", "shape", shape=_patches_shape, dtype=_float,
     vjp=lambda node, g: [patches_adjoint(g, node.inputs[0].shape[2:], **_geometry(node))],
     jvp=lambda node, t: patches(t[0], fill=0.0, **_geometry(node)),  # the fill is a constant
-    numpy=_patches_numpy, triton=_patches_triton, scalarize=_patches_scalarize,
+    numpy=_patches_numpy, triton=_patches_triton, scalarize=_patches_scalarize, by_index=True,
     doc="sliding windows (N, C, H, W) -> (N, H_out, W_out, C, kH, kW), padded with fill",
     flops=0))
 register(OpDef(
     "patches_adjoint", "shape", shape=_adjoint_shape, dtype=_float,
     vjp=lambda node, g: [patches(g, **_geometry(node))],
     jvp=lambda node, t: patches_adjoint(t[0], node.attr("image"), **_geometry(node)),
-    numpy=_adjoint_numpy, triton=_adjoint_triton, scalarize=_adjoint_scalarize,
+    numpy=_adjoint_numpy, triton=_adjoint_triton, scalarize=_adjoint_scalarize, by_index=True,
     doc="windows added back into images (col2im): the adjoint of patches",
     flops=lambda node: numel(node.inputs[0].shape)))  # one add per window element
 

@@ -52,6 +52,10 @@ checked for completeness (``missing_rules()``).  An op's fields:
 - ``positional``: for an op with ``triton`` code of its own, that code reads its input only
   at the element it writes and uses only the iteration space's indices (``tril``), so a
   row-wise kernel can hold it;
+- ``by_index``: for an op with ``triton`` code of its own, that code computes any element
+  from its index alone, reading its inputs only by index (``read(x, at=...)``), with no
+  host code (``patches``): a matmul computes such an operand while it loads it (implicit
+  GEMM) instead of reading a copy;
 - ``feed``: for a leaf fed at run time, the argument of a generated entry point it is
   read from (``batch``, ``params``, ``tangents``); ``text(node) -> str``: how
   ``Graph.format`` writes a leaf;
@@ -93,6 +97,7 @@ class OpDef:
     triton_passes: tuple = ()
     triton_row: Optional[Callable] = None
     positional: bool = False
+    by_index: bool = False
     feed: str = ""
     text: Optional[Callable] = None
     label: str = ""

@@ -1,0 +1,111 @@
+"""Index arithmetic through views (compiler.view_index) against numpy: the index the
+device code computes for every element of a view is the element numpy's reshape,
+transpose and broadcast put there.  And the convolution it serves: on Triton, a matmul
+that reads a convolution's windows computes them as it loads them (implicit GEMM)."""
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+from compiler import Input, ops as F
+from compiler.view_index import Axis, operand_chain, operand_index, reshape_index, source_index
+
+B = sympy.Symbol("B")
+
+RESHAPES = [  # (source shape, view shape, the batch B's value): both ways round
+    ((B * 64, 9), (B, 8, 8, 1, 3, 3), 2),
+    ((6, 4), (2, 3, 2, 2), None),
+    ((2, 3, 4), (3, 8), None),
+    ((1, 12, 1), (3, 1, 4), None),
+    ((B, 6), (B * 2, 3), 3),
+    ((2, 28, 18), (2, 7, 2, 4, 3, 3), None),  # one group across every axis
+]
+
+
+def _values(index, names):
+    """Evaluate each axis's device code for every combination of the loop variables."""
+    return [eval(a.code, {}, names) for a in index]  # noqa: S307 (our own generated code)
+
+
+@pytest.mark.parametrize("src,dst,b", RESHAPES + [(d, s, b) for s, d, b in RESHAPES])
+def test_reshape_index_names_the_element_numpy_reshape_puts_there(src, dst, b):
+    subs = {B: b} if b is not None else {}
+    size = lambda shape: tuple(int(sympy.sympify(d).subs(subs)) for d in shape)  # noqa: E731
+    s, d = size(src), size(dst)
+    names = [f"a{i}" for i in range(len(s))]
+    index = reshape_index([Axis(n, frozenset("m")) for n in names], src, dst)
+    data = np.arange(np.prod(s)).reshape(s)
+    view = data.reshape(d)
+    for at in itertools.product(*map(range, s)):
+        got = tuple(_values(index, dict(zip(names, at))))
+        assert view[got] == data[at], (at, got)
+
+
+def test_a_reshape_that_mixes_two_loop_variables_or_needs_an_unknown_size_is_refused():
+    rows, cols = Axis("rm", frozenset("m")), Axis("ka", frozenset("k"))
+    assert reshape_index([rows, cols], (4, 6), (2, 12)) is None  # 12 = half a row twice
+    assert reshape_index([rows, cols], (B, 6), (B * 6,)) is None  # rows and columns mixed
+    assert reshape_index([Axis("r", frozenset("m"))], (B * 6,), (6, B)) is None  # // B
+
+
+def test_operands_of_a_grouped_convolution_index_the_image_as_numpy_does():
+    """A grouped convolution's operand: the windows reshaped, transposed into (groups,
+    rows, K); the index computed from (group, row, column) names the same window element."""
+    x, w = Input("x", (2, 4, 7, 5)), Input("w", (6, 2, 3, 3))
+    y = F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=2, groups=2)
+    mm = next(n for n in _nodes(y) if n.op == "matmul")
+    members = _nodes(mm)
+    chain, under = operand_chain(mm, 0, members)
+    assert under.op == "patches"
+    index = operand_index(mm, 0, chain)
+    windows = np.arange(np.prod(under.shape)).reshape(under.shape)
+    operand = windows
+    for v in reversed(chain):
+        operand = (operand.reshape(v.shape) if v.op == "reshape"
+                   else operand.transpose(v.attr("perm")))
+    for z, r, c in itertools.product(*map(range, operand.shape)):
+        got = tuple(_values(index, {"i_Z0": z, "rm": r, "ka": c}))
+        assert windows[got] == operand[z, r, c]
+
+
+def _nodes(root):
+    seen, stack, out = set(), [root], []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        stack.extend(n.inputs)
+    return out
+
+
+def test_convolution_windows_are_computed_in_the_matmul_that_reads_them(monkeypatch):
+    """In the digits ConvNet, no kernel stores a convolution's windows: the forward
+    matmul and the weight gradient's compute them from the image (the Triton source says
+    implicit GEMM), so the step moves fewer bytes than with the windows stored."""
+    from compiler import compile, fusion
+    from compiler.inspection import traffic
+    from compiler.modelfile import load
+    from compiler.ops.registry import OPS
+    from compiler.pipeline import kernels_of, training_graph
+    from compiler.shapes import symbol
+
+    model = load(str(Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"))["model"]
+    graph = training_graph(model)
+    kernels = kernels_of(model, graph)
+    gathers = [k for k in kernels if any(OPS[m.op].by_index for m in k.members)]
+    in_matmuls = [k for k in gathers if any(OPS[m.op].kind == "contraction" for m in k.members)]
+    assert len(in_matmuls) == 4, [k.name for k in gathers]  # 2 convolutions x (forward, dW)
+    for k in gathers:
+        if k not in in_matmuls:  # windows read by something else: pooling, col2im
+            assert all(OPS[m.op].kind != "contraction" for c in kernels for m in c.members
+                       if any(i is k.root for i in m.inputs)), k.name
+    source = compile(model, backend="triton").source
+    assert source.count("(implicit GEMM)") == 4
+    fused = traffic(model)[0]
+    monkeypatch.setattr(fusion, "free_gathers", lambda kernels, outputs: kernels)
+    stored = traffic(model)[0]
+    assert fused.coeff(symbol("B")) < stored.coeff(symbol("B")), (fused, stored)
