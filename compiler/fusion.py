@@ -56,7 +56,7 @@ from compiler.ops.leaf import is_const
 from compiler.ops.reduce import is_column_sum, leading_sum
 from compiler.ops.registry import OPS
 from compiler.shapes import fmt, numel
-from compiler.view_index import operand_chain, operand_index
+from compiler.view_index import operand_chain, operand_index, readable
 
 MAX_NODES = 24
 MAX_ROW = 4096  # the longest row a row-wise kernel holds in registers
@@ -508,6 +508,8 @@ def _reads_through(c, m, view):
     """Whether member ``m`` of kernel ``c`` can read ``view`` of a buffer as index arithmetic
     (in the kernel's first group, where the others are a matmul's column sums)."""
     op = OPS[m.op]
+    if op.by_index:  # a gather reads its input by index: through the view's index arithmetic
+        return readable([view])
     if op.kind == "loss" or (op.triton is not None and not op.positional):
         return False  # a fused loss reads buffers; a gather reads a buffer by its own strides
     if len(c.groups) > 1 and (column_key(c.groups[0]) is not None
@@ -567,14 +569,15 @@ def free_gathers(kernels, outputs):
     gone = set()
     for k in kernels:
         g = k.root
-        if len(k.members) != 1 or not OPS[g.op].by_index or len(g.inputs) != 1 or g in outputs:
-            continue
+        if not OPS[g.op].by_index or len(g.inputs) != 1 or g in outputs or any(
+                not OPS[m.op].view for m in k.members[:-1]):
+            continue  # (a gather, and the views of a buffer it reads through)
         users = readers.get(g, ())
         if not users or not all(_gathered_operand(c, g) for c in users):
             continue
         for c in users:
-            c.groups[0].insert(0, g)
-            c.members.insert(0, g)
+            c.groups[0][:0] = k.members
+            c.members[:0] = k.members
         gone.add(k)
     return [k for k in kernels if k not in gone]
 

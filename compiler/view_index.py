@@ -27,6 +27,10 @@ class Axis(NamedTuple):
 ZERO = Axis("0")
 
 
+def _paren(code):
+    return code if code.isidentifier() else f"({code})"
+
+
 def _number(size):
     size = sympy.sympify(size)
     return int(size) if size.is_Integer else None
@@ -76,13 +80,13 @@ def reshape_index(index, src, dst):
             size = _number(src[a])
             if size is None:
                 return None
-            flat = f"({flat}) * {size} + {index[a].code}"
+            flat = f"{_paren(flat)} * {size} + {index[a].code}"
         if len(gs) == 1 and len(gt) == 1:
             out[gt[0]] = Axis(flat, sides)
             continue
         stride = 1
         for pos in reversed(range(len(gt))):
-            code = flat if len(gs) == 1 else f"({flat})"
+            code = flat if flat.isidentifier() else f"({flat})"
             if stride != 1:
                 code = f"{code} // {stride}"
             if pos > 0:
@@ -124,14 +128,27 @@ def tile(axis, layout):
     return f"({axis.code})" + ("[:, None]" if layout[side] == 0 else "[None, :]")
 
 
-def operand_chain(mm, position, inside):
-    """The views (outermost first) that matmul ``mm``'s operand ``position`` (0: ``a``,
-    1: ``b``) is made of among ``inside`` (a kernel's members), and the node under them."""
-    chain, node = [], mm.inputs[position]
+ONE_SIDE = frozenset("e")  # an index of elements: every axis on the same side
+
+
+def operand_chain_of(node, inside):
+    """The views (outermost first) that ``node`` is made of among ``inside`` (a kernel's
+    members), and the node under them."""
+    chain = []
     while any(node is m for m in inside) and OPS[node.op].view:
         chain.append(node)
         node = node.inputs[0]
     return chain, node
+
+
+def operand_chain(mm, position, inside):
+    """``operand_chain_of`` matmul ``mm``'s operand ``position`` (0: ``a``, 1: ``b``)."""
+    return operand_chain_of(mm.inputs[position], inside)
+
+
+def readable(chain):
+    """Whether a gather can read an element of the views ``chain`` by index."""
+    return source_index(chain, [Axis("i", ONE_SIDE)] * chain[0].ndim) is not None
 
 
 TILE = ({"m": 0, "k": 1}, {"k": 0, "n": 1})  # each operand's sides, by tile dimension

@@ -34,7 +34,8 @@ from compiler.ops.registry import OPS
 from compiler.ops.shape import shape_code
 from compiler.optim import RULES
 from compiler.shapes import fmt, free_symbols, numel
-from compiler.view_index import TILE, operand_chain, operand_index, tile
+from compiler.view_index import (ONE_SIDE, TILE, Axis, operand_chain, operand_chain_of,
+                                 operand_index, source_index, tile)
 
 POINTER_TYPES = {"int": "*i64", "bool": "*i1"}  # of an operand's dtype; floats: the module's
 ROW_ELEMENTS = 1024  # a row-wise kernel's program holds at least this many elements (whole
@@ -113,6 +114,16 @@ class _Reads:
                 self.sizes.update(free_symbols(v.shape))
             # (the last broadcast: expanding to the iteration space does it)
         return code
+
+    @staticmethod
+    def under_views(node, members, at):
+        """``(buffer, index into it)`` for ``node`` read at ``at``: through the views of
+        ``members`` that ``node`` is (index arithmetic, ``compiler.view_index``)."""
+        chain, buffer = operand_chain_of(node, members)
+        if not chain:
+            return node, at
+        index = source_index(chain, [Axis(str(i), ONE_SIDE) for i in at])
+        return buffer, [a.code for a in index]
 
     def gather(self, node, operands, at, valid=None, fill="0.0"):
         """Device code loading buffer ``node`` at the index ``at`` (one device expression per
@@ -284,7 +295,8 @@ class TritonEmitter:
                 if at is None:
                     operand = reads.operand(node, k.members, operands, suffix)
                     return print_triton(operand, self.dtype)
-                return reads.gather(node, operands, at, valid, fill)
+                buffer, at = reads.under_views(node, k.members, at)
+                return reads.gather(buffer, operands, at, valid, fill)
 
             code = own(top, read, f"i{dims[-1]}" if dims else None)
             host += code.get("host", [])
@@ -335,18 +347,20 @@ class TritonEmitter:
             op = Operands("ab"[position])
             reads.operand(mm.inputs[position], members, op)
             return op[0]["view"], None
-        side, (source,) = "ab"[position], under.inputs
+        side, (image,) = "ab"[position], under.inputs
+        source = _Reads.under_views(image, members, [0] * image.ndim)[0]  # read through views
         index = operand_index(mm, position, chain)
         lines = [f"i{d} = {tile(axis, TILE[position])}" for d, axis in enumerate(index)]
 
         def read(node, suffix="", at=None, valid=None, fill="0.0"):
+            node, at = _Reads.under_views(node, members, at)
             address = " + ".join(f"({i}) * s{side}_g{d}" for d, i in enumerate(at))
             mask = f"mask_{side}" if valid is None else f"mask_{side} & ({valid})"
             return f"tl.load({side}_ptr + {address}, mask={mask}, other={fill})"
 
         lines += OPS[under.op].triton(under, read, None)["body"] + [f"{side} = result"]
         reads.sizes.update(free_symbols(mm.inputs[position].shape))
-        what = f"{under.op} of {fmt(source.shape)}, as {fmt(mm.inputs[position].shape)}"
+        what = f"{under.op} of {fmt(image.shape)}, as {fmt(mm.inputs[position].shape)}"
         return reads.names[source], {"lines": lines, "ndim": source.ndim, "what": what,
                                      "shape": shape_code(mm.inputs[position].shape)}
 
