@@ -136,7 +136,10 @@ def _kernels(model, graph, kernels, batch, gpu, backends, model_file, share):
 
 def _source(model_file, graph, kernels):
     """The model file's lines, each with the nodes built there and their kernels."""
-    owner = {m: k for k in kernels for m in k.members}
+    computed_in = {}  # a node's kernels: more than one when it is recomputed (views, windows)
+    for k in kernels:
+        for m in k.members:
+            computed_in.setdefault(m, []).append(k)
     index = {n: i for i, n in enumerate(graph.nodes)}
     at_line = {}
     for n in graph.nodes:
@@ -147,7 +150,7 @@ def _source(model_file, graph, kernels):
     out = []
     for i, pieces in enumerate(highlight(text), start=1):
         nodes = at_line.get(str(i), [])
-        names = dict.fromkeys(owner[n].name for n in nodes if n in owner)
+        names = dict.fromkeys(k.name for n in nodes for k in computed_in.get(n, ()))
         out.append({"n": i, "pieces": pieces, "nodes": " ".join(str(index[n]) for n in nodes),
                     "kernels": " ".join(names), "count": len(names)})
     return out

@@ -127,7 +127,11 @@ def graph_pane(graph, kernels, update, model_file):
     if len(nodes) > NODE_LIMIT:
         return _kernel_pane(graph, kernels, update)
     index = {n: i for i, n in enumerate(graph.nodes)}
-    owner = {m: k for k in kernels for m in k.members}
+    computed_in = {}  # a node's kernels: more than one when it is recomputed (views, windows)
+    for k in kernels:
+        for m in k.members:
+            computed_in.setdefault(m, []).append(k)
+    owner = {m: ks[0] for m, ks in computed_in.items()}  # the box's colour: its first kernel
     readers = {}
     for k in kernels:
         for i in k.inputs:
@@ -151,7 +155,8 @@ def graph_pane(graph, kernels, update, model_file):
         where = location(n.source_line)
         if n in owner:
             k = owner[n]
-            title = f"%{index[n]} {n.op} {fmt(n.shape)} in {k.name} ({k.phase}), {where}"
+            also = "".join(f", again in {c.name}" for c in computed_in[n][1:])
+            title = f"%{index[n]} {n.op} {fmt(n.shape)} in {k.name} ({k.phase}){also}, {where}"
             return Box(x, y, _short(f"%{index[n]} {n.op}"), _short(fmt(n.shape)), title, "node",
                        k.phase, colour(k.index), str(index[n]), k.name, line=line, tag=_short(tag))
         kind = "data" if is_input(n) else "parameter" if is_param(n) else "leaf"

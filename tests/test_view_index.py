@@ -153,3 +153,23 @@ def test_gathers_read_views_of_buffers_by_index_on_both_backends(build):
                   and all(OPS[m.op].view for m in k.members)
                   and not any(k.root is o for o in outputs)]
     assert not lone_views
+
+
+def test_a_convolutions_activation_runs_in_its_matmuls_epilogue():
+    """``relu`` of a convolution's NCHW output (a transpose of the matmul's rows) moves
+    under the transpose, so it joins the matmul: the digits ConvNet's forward pass is
+    one kernel per convolution (windows, matmul, bias, relu), and no kernel of its own
+    computes the activation."""
+    from compiler.modelfile import load
+    from compiler.ops.registry import OPS
+    from compiler.pipeline import kernels_of, training_graph
+
+    relu = F.relu(Input("t", (2,))).op
+    model = load(str(Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"))["model"]
+    forward = [k for k in kernels_of(model, training_graph(model)) if k.phase == "forward"]
+    convs = [k for k in forward if any(OPS[m.op].by_index for m in k.members)
+             and any(OPS[m.op].kind == "contraction" for m in k.members)]
+    assert len(convs) == 2
+    assert all(any(m.op == relu for m in k.members) for k in convs)
+    assert [k for k in forward if any(m.op == relu for m in k.members)] == convs
+    assert len(forward) == 8, [k.name for k in forward]  # with 2 pools and the dense layer
