@@ -102,3 +102,24 @@ def test_the_seed_example_with_its_own_settings_falls_tenfold():
     hist = train(prog, ns["data"](seed=0), quiet=True, **ns["training"])
     assert ns["training"] == {"optimizer": "sgd", "lr": 1e-3, "batch_size": 1, "epochs": 1000}
     assert hist.epoch_losses[-1] <= hist.initial_loss / 10
+
+
+@pytest.mark.parametrize("image,kernel,stride,padding,layout", [
+    ((3, 1, 8, 8), (3, 3), (1, 1), (1, 1, 1, 1), "NCHW"),
+    ((2, 4, 7, 5), (2, 3), (2, 1), (0, 1, 2, 0), "NCHW"),
+    ((2, 5, 6, 4), (3, 2), (1, 2), (1, 1, 0, 0), "NHWC"),  # channels-last, viewed as NCHW
+])
+def test_windows_reshape_copies_exactly_what_numpy_reshape_does(image, kernel, stride, padding,
+                                                                layout):
+    """The numpy backend's im2col copy (``windows_reshape``, one kernel offset at a time):
+    the same values, in the same order, as ``numpy.reshape`` of the windows' view."""
+    from runtime.npkernels import patches, windows_reshape
+
+    x = np.random.default_rng(2).normal(size=image)
+    if layout == "NHWC":
+        x = x.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    windows = patches(x, kernel, stride, (1, 1), padding)
+    n, ho, wo, c, kh, kw = windows.shape
+    for shape in [(n * ho * wo, c * kh * kw), (n, ho * wo, c, kh * kw)]:
+        got = windows_reshape(windows, shape)
+        assert got.flags.c_contiguous and np.array_equal(got, windows.reshape(shape))

@@ -3,7 +3,7 @@ import numpy as np
 import sympy
 
 from compiler.ops import api as F
-from compiler.ops.registry import OpDef, paren, register
+from compiler.ops.registry import OPS, OpDef, paren, register
 from compiler.shapes import as_shape, broadcast_shapes, fmt, numel
 from runtime.errors import GradcError
 
@@ -22,12 +22,16 @@ def _reshape_shape(inputs, attrs):
     return new
 
 
+def _reshape_numpy(node, args):
+    if OPS[node.inputs[0].op].by_index:  # sliding windows: a strided view whose copy is slow
+        return f"_rt.windows_reshape({args[0]}, {shape_code(node.attr('shape'))})"
+    return f"{paren(args[0])}.reshape({shape_code(node.attr('shape'))})"
+
+
 register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.reshape(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.reshape(t[0], node.shape),
-               numpy=lambda node, args:
-                   f"{paren(args[0])}.reshape({shape_code(node.attr('shape'))})",
-               view="relabel", scalarize=lambda node, args, shape: np.reshape(args[0], shape),
+               numpy=_reshape_numpy, view="relabel", scalarize=lambda node, args, shape: np.reshape(args[0], shape),
                doc="same elements, new shape", flops=0))
 
 
