@@ -510,6 +510,8 @@ def _reads_through(c, m, view):
     op = OPS[m.op]
     if op.by_index:  # a gather reads its input by index: through the view's index arithmetic
         return readable([view])
+    if op.kind == "contraction" and is_const(view.inputs[0]):
+        return False  # a matmul's operands are buffers: a broadcast constant is made into one
     if op.kind == "loss" or (op.triton is not None and not op.positional):
         return False  # a fused loss reads buffers; a gather reads a buffer by its own strides
     if len(c.groups) > 1 and (column_key(c.groups[0]) is not None

@@ -98,7 +98,11 @@ def erf_float32(x):
     True
     >>> erf_float32(np.array([0, -0.0, np.inf, -np.inf, np.nan], np.float32)).tolist()
     [0.0, -0.0, 1.0, -1.0, nan]
+    >>> t = x[:20000].reshape(100, 200).T  # not contiguous: the same values
+    >>> bool(np.array_equal(erf_float32(t), erf_float32(np.ascontiguousarray(t))))
+    True
     """
+    x = np.ascontiguousarray(x)  # the flat indices below address x and out in C order
     with np.errstate(over="ignore", invalid="ignore"):  # |x| >= 1 is overwritten below
         a = np.abs(x)
         out = _polynomial(a * a, _ERF_NEAR)

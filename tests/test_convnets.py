@@ -289,3 +289,21 @@ def test_kernels_of_a_batch_norm_model_are_labelled_by_phase():
     matmuls = [name for name in phases if "matmul" in name and phases[name] != "backward"]
     assert matmuls and all(phases[name] == "forward" for name in matmuls), phases
     assert sum(1 for p in phases.values() if p == "loss") <= 2, phases
+
+
+def test_gelu_of_a_convolution_in_float32_matches_pytorch():
+    """A convolution's output is a transposed view; numpy float32 erf once lost its
+    |x| >= 1 branch on such arrays (off by up to 17 where PyTorch gives 2.3)."""
+    x = Input("x", ("B", 1, 6, 6))
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    y = F.gelu(conv(x))
+    model = Model([x], {"y": y}, F.sum(y))
+    prog = compile(model)  # numpy, float32: the defaults
+    params = {k: v * 3 for k, v in prog.init_params(0).items()}  # pre-activations past +-1
+    batch = {"x": np.random.default_rng(7).normal(size=(3, 1, 6, 6)).astype(np.float32)}
+    got = prog.predict(params, batch)["y"]
+    want = torch.nn.functional.gelu(torch.nn.functional.conv2d(
+        torch.tensor(batch["x"]), torch.tensor(params["conv0.W"]), torch.tensor(params["conv0.b"]),
+        padding=1)).numpy()
+    assert np.abs(want).max() > 1.5
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()

@@ -173,3 +173,45 @@ def test_a_convolutions_activation_runs_in_its_matmuls_epilogue():
     assert all(any(m.op == relu for m in k.members) for k in convs)
     assert [k for k in forward if any(m.op == relu for m in k.members)] == convs
     assert len(forward) == 8, [k.name for k in forward]  # with 2 pools and the dense layer
+
+
+def _inf_pad(x):  # a padding value that must stay off the matmul tile's spare slots
+    return F.pad(x, (1, 1), value=float("inf")) @ Input("W", (5, 2))
+
+
+def _padded_gram(x):  # the same padded tensor as both operands, each computed by index
+    p = F.pad(x, (1, 1), value=0.5)
+    return F.transpose(p) @ p
+
+
+def _exact_pad(x):  # a pad value float32 cannot hold, in a float64 kernel
+    return F.pad(x, (1, 0), value=0.3) * 2.0
+
+
+def _gram_of_computed(x):  # a computed buffer times its own transpose; the loss seeds a constant
+    a = x * Param("s", (3,), init="ones")
+    return F.transpose(a) @ a
+
+
+@pytest.mark.parametrize("build", [_inf_pad, _padded_gram, _exact_pad, _gram_of_computed])
+def test_padded_and_shared_operands_give_numpys_values_on_triton(build):
+    """Found by a review: a padding value other than 0 in a computed matmul operand, a
+    float64 padding value, and a matmul of a buffer with its own transpose."""
+    from compiler import Model, compile
+
+    x = Input("x", ("B", 3))
+    y = build(x)
+    inputs = [x] + ([Input("W", (5, 2))] if build is _inf_pad else [])
+    model = Model(inputs, {"y": y}, F.sum(y))
+    rng = np.random.default_rng(6)
+    batch = {"x": rng.normal(size=(4, 3)), "W": np.ones((5, 2))}
+    batch = {i.name: batch[i.name] for i in inputs}
+    results = []
+    for backend in ("numpy", "triton"):
+        prog = compile(model, backend=backend, dtype="float64")
+        results.append(prog.predict(prog.init_params(0), batch)["y"])
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=0)
+    if build is _inf_pad:
+        assert np.all(results[1] == np.inf)
+    if build is _exact_pad:
+        assert np.all(results[1][:, 0] == 0.6)

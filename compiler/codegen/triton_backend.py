@@ -296,7 +296,7 @@ class TritonEmitter:
                     operand = reads.operand(node, k.members, operands, suffix)
                     return print_triton(operand, self.dtype)
                 buffer, at = reads.under_views(node, k.members, at)
-                return reads.gather(buffer, operands, at, valid, fill)
+                return reads.gather(buffer, operands, at, valid, self._literal(fill))
 
             code = own(top, read, f"i{dims[-1]}" if dims else None)
             host += code.get("host", [])
@@ -352,17 +352,33 @@ class TritonEmitter:
         index = operand_index(mm, position, chain)
         lines = [f"i{d} = {tile(axis, TILE[position])}" for d, axis in enumerate(index)]
 
+        fills = set()
+
         def read(node, suffix="", at=None, valid=None, fill="0.0"):
             node, at = _Reads.under_views(node, members, at)
+            fill = self._literal(fill)
+            fills.add(fill)
             address = " + ".join(f"({i}) * s{side}_g{d}" for d, i in enumerate(at))
             mask = f"mask_{side}" if valid is None else f"mask_{side} & ({valid})"
             return f"tl.load({side}_ptr + {address}, mask={mask}, other={fill})"
 
-        lines += OPS[under.op].triton(under, read, None)["body"] + [f"{side} = result"]
+        lines += OPS[under.op].triton(under, read, None)["body"]
+        if fills - {"0.0"}:  # a fill other than 0 (-inf, a pad value) stays off the tile's edge
+            lines.append(f"{side} = tl.where(mask_{side}, result, 0.0)")
+        else:
+            lines.append(f"{side} = result")
         reads.sizes.update(free_symbols(mm.inputs[position].shape))
         what = f"{under.op} of {fmt(image.shape)}, as {fmt(mm.inputs[position].shape)}"
         return reads.names[source], {"lines": lines, "ndim": source.ndim, "what": what,
                                      "shape": shape_code(mm.inputs[position].shape)}
+
+    def _literal(self, fill):
+        """A gather's fill value as device code, exact in a float64 kernel (Triton reads a
+        bare literal as float32)."""
+        try:
+            return print_triton(sympy.Float(float(fill)), self.dtype)
+        except ValueError:  # float("inf") and such: exact already
+            return fill
 
     def _reduction(self, k, red, top, reads):
         source_node = red.inputs[0]
