@@ -206,7 +206,7 @@ def _module_tables(source, *names):
 
 
 def cmd_check(args):
-    from compiler.gradcheck import ATOL, RTOL, check_gradients, check_hessian
+    from compiler.gradcheck import ATOL, RTOL, batched_inputs, check_gradients, check_hessian
 
     tols = {"atol": args.atol, "rtol": args.rtol}
     for flag, value in tols.items():
@@ -223,7 +223,8 @@ def cmd_check(args):
                   for x in ns["model"].inputs}
         data = modelfile.load_data(ns, args.model, inputs, args.data, args.seed)
     if data is not None:
-        rows = min((len(v) for v in data.values() if np.ndim(v)), default=args.batch)
+        batched = batched_inputs(ns["model"])
+        rows = min((len(v) for k, v in data.items() if k in batched), default=args.batch)
         if rows < args.batch:
             print(f"checking on the {rows} examples the data has (--batch {args.batch})")
     check = check_gradients if args.order == 1 else check_hessian

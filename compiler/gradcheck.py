@@ -86,12 +86,19 @@ def random_batch(prog, batch_size, seed):
     return batch
 
 
+def batched_inputs(model):
+    """The names of ``model``'s inputs whose first axis is the batch (a symbol)."""
+    return {x.name for x in model.inputs if x.ndim and not isinstance(x.shape[0], int)}
+
+
 def _setup(model, data, batch_size, seed):
     prog = compile(model, dtype="float64")
     if data is None:
         batch = random_batch(prog, batch_size, seed)
     else:
-        batch = {k: np.asarray(v)[:batch_size] for k, v in data.items() if k in prog.inputs}
+        batched = batched_inputs(model)  # an input of fixed shape is given whole
+        batch = {k: np.asarray(v)[:batch_size] if k in batched else np.asarray(v)
+                 for k, v in data.items() if k in prog.inputs}
     batch = prog.check_batch(batch)
     if not prog.param_specs:
         raise GradcError("the model has no parameters: there is no gradient to check")

@@ -351,3 +351,25 @@ def test_trace_keeps_a_nan_constant_in_the_derivative_as_autodiff_does(tmp_path)
     out = gradc("trace", model, "--at", "x1=0.5")
     assert out.returncode == 0, out.stderr
     assert re.search(r"bar x1 +=\s*nan", out.stdout), out.stdout
+
+
+FIXED_INPUT = """\
+    import numpy as np
+    from compiler import Input, Model, Param, ops as F
+    x, c = Input("x", ("B", 3)), Input("c", (5, 3))
+    w = Param("w", (3,))
+    model = Model([x, c], loss=F.sum((x * w) @ F.transpose(c)) ** 2)
+
+    def data(seed=0):
+        rng = np.random.default_rng(seed)
+        return {"x": rng.normal(size=(2, 3)), "c": rng.normal(size=(5, 3))}
+"""
+
+
+def test_check_keeps_an_input_without_a_batch_axis_whole(tmp_path):
+    """With data of 2 examples and --batch 4, the batched input has 2 rows and the input
+    of fixed shape (5, 3) stays (5, 3) (it was cut to 4 rows: a one-line shape error)."""
+    out = gradc("check", write(tmp_path, FIXED_INPUT))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "checking on the 2 examples the data has" in out.stdout
+    assert out.stdout.rstrip().endswith(": ok")
