@@ -71,6 +71,15 @@ class Operands(list):
         self.prefix = prefix
 
 
+def load_by_index(name, strides, at, mask, valid, fill):
+    """Device code loading buffer ``<name>_ptr`` at the index ``at`` (one expression per
+    axis, times the strides ``<strides>0``, ``<strides>1``, ...), ``fill`` where ``mask``
+    or ``valid`` is false."""
+    address = " + ".join(f"({i}) * {strides}{d}" for d, i in enumerate(at)) or "0"
+    mask = mask if valid is None else f"{mask} & ({valid})"
+    return f"tl.load({name}_ptr + {address}, mask={mask}, other={fill})"
+
+
 class _Reads:
     """What one kernel's code reads, gathered while it is written: its operands (each
     ``Operands`` list the caller passes) and the shape symbols the code uses (``sizes``)."""
@@ -136,9 +145,7 @@ class _Reads:
                      "view": self.names[node], "gather": node.ndim, "other": "0.0"}
             operands.append(found)
             self.sizes.update(free_symbols(node.shape))  # the host may use its sizes
-        address = " + ".join(f"({i}) * {found['name']}_g{d}" for d, i in enumerate(at)) or "0"
-        mask = "mask" if valid is None else f"mask & ({valid})"
-        return f"tl.load({found['name']}_ptr + {address}, mask={mask}, other={fill})"
+        return load_by_index(found["name"], f"{found['name']}_g", at, "mask", valid, fill)
 
     def exprs(self, members, operands, heavy_symbol=None, heavy=None):
         """sympy expressions for the elementwise members (a heavy node becomes a symbol)."""
@@ -358,9 +365,7 @@ class TritonEmitter:
             node, at = _Reads.under_views(node, members, at)
             fill = self._literal(fill)
             fills.add(fill)
-            address = " + ".join(f"({i}) * s{side}_g{d}" for d, i in enumerate(at))
-            mask = f"mask_{side}" if valid is None else f"mask_{side} & ({valid})"
-            return f"tl.load({side}_ptr + {address}, mask={mask}, other={fill})"
+            return load_by_index(side, f"s{side}_g", at, f"mask_{side}", valid, fill)
 
         lines += OPS[under.op].triton(under, read, None)["body"]
         if fills - {"0.0"}:  # a fill other than 0 (-inf, a pad value) stays off the tile's edge

@@ -31,7 +31,8 @@ def _reshape_numpy(node, args):
 register(OpDef("reshape", "shape", shape=_reshape_shape, dtype=lambda i, a: i[0].dtype,
                vjp=lambda node, g: [F.reshape(g, node.inputs[0].shape)],
                jvp=lambda node, t: F.reshape(t[0], node.shape),
-               numpy=_reshape_numpy, view="relabel", scalarize=lambda node, args, shape: np.reshape(args[0], shape),
+               numpy=_reshape_numpy, view="relabel",
+               scalarize=lambda node, args, shape: np.reshape(args[0], shape),
                doc="same elements, new shape", flops=0))
 
 
