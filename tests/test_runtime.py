@@ -123,3 +123,37 @@ def test_windows_reshape_copies_exactly_what_numpy_reshape_does(image, kernel, s
     for shape in [(n * ho * wo, c * kh * kw), (n, ho * wo, c, kh * kw)]:
         got = windows_reshape(windows, shape)
         assert got.flags.c_contiguous and np.array_equal(got, windows.reshape(shape))
+
+
+@pytest.mark.parametrize("image,kernel,stride,dilation,padding", [
+    ((2, 3, 8, 8), (2, 2), (2, 2), (1, 1), (0, 0, 0, 0)),  # pooling: windows side by side
+    ((2, 3, 7, 5), (2, 2), (2, 2), (1, 1), (0, 0, 0, 0)),  # ... leaving a row and a column out
+    ((2, 3, 7, 6), (3, 2), (3, 2), (1, 1), (1, 0, 1, 1)),  # ... and padded
+    ((2, 3, 7, 5), (3, 3), (1, 2), (2, 1), (1, 1, 0, 2)),  # overlapping windows (added up)
+])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_patches_adjoint_is_the_adjoint_of_patches(image, kernel, stride, dilation, padding,
+                                                   layout):
+    """<patches(x), g> = <x, patches_adjoint(g)> for every x and g, in float64, whatever the
+    memory order of g (the windows of a channels-last image come channels-last); and the
+    padding keeps the image's memory order with the fill value (``numpy.pad`` as oracle)."""
+    from runtime.npkernels import patches, patches_adjoint
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=image)
+    if layout == "NHWC":
+        x = x.transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
+    windows = patches(x, kernel, stride, dilation, padding, fill=-np.inf)
+    top, bottom, left, right = padding
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+    if layout == "NHWC":  # the channel is the padded copy's innermost axis
+        assert windows.strides[3] == x.itemsize
+    flat = patches(padded, kernel, stride, dilation, (0, 0, 0, 0))
+    assert np.array_equal(windows, flat)
+    g = rng.normal(size=windows.shape)
+    if layout == "NHWC":  # g in the order of the windows of a channels-last image
+        g = np.ascontiguousarray(g.transpose(0, 1, 4, 2, 5, 3)).transpose(0, 1, 3, 5, 2, 4)
+    back = patches_adjoint(g, image[2:], kernel, stride, dilation, padding)
+    assert back.shape == image
+    finite = patches(x, kernel, stride, dilation, padding, fill=0.0)
+    assert np.isclose(np.sum(finite * g), np.sum(x * back), rtol=1e-12, atol=0)
