@@ -133,3 +133,24 @@ def test_float32_kernels_compute_in_float32(monkeypatch):
     prog.loss_and_grad(prog.init_params(0), {"x": rng.normal(size=(5, 6)),
                                              "y": rng.integers(0, 3, size=5)})
     assert seen and all(d == {np.dtype("float32")} for d in seen.values()), seen
+
+
+def test_numpy_products_multiply_the_smaller_factors_first():
+    """In a numpy kernel a product's scalars and broadcast (smaller) arrays are multiplied
+    together before they meet the full-size ones: one pass over the large array instead
+    of one per factor (the max pool's gradient share, a layer norm's backward)."""
+    import sympy
+
+    from compiler.codegen.printer import print_numpy
+
+    g, mask, n, x, B = sympy.symbols("g mask n x B")
+    shapes = {"g": (5, 1), "mask": (5, 4), "n": (5, 1), "x": (5, 4)}
+    assert print_numpy(g * mask / n, shapes) == "(g/n)*mask"
+    assert print_numpy(2 * x / B, shapes) == "(2/B)*x"
+    assert print_numpy(-x * mask / n, shapes) == "(-1/n)*(mask*x)"
+    assert print_numpy(2 * x / B, {"x"}) == "(2/B)*x"  # shapes unknown: scalars first only
+    assert print_numpy(g * x / n, {"g", "x", "n"}) == "g*x/n"
+    rng = np.random.default_rng(0)
+    values = {name: rng.normal(size=shape) for name, shape in shapes.items()}
+    got = eval(print_numpy(g * mask / n, shapes), {"numpy": np}, values)
+    np.testing.assert_allclose(got, values["g"] * values["mask"] / values["n"], rtol=1e-14)

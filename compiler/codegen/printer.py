@@ -14,6 +14,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from compiler.ops.registry import functions
 from compiler.ops.scalar import Compare
+from compiler.shapes import broadcast_shapes
 from runtime.errors import GradcError
 
 
@@ -39,23 +40,33 @@ class NumpyPrinter(NumPyPrinter):
     def __init__(self, arrays=()):
         super().__init__({"fully_qualified_modules": True, "inline": True,
                           "allow_unknown_functions": False})
-        self.arrays = frozenset(arrays)
+        # the array names, with their shapes when known (None: unknown)
+        self.arrays = dict(arrays) if isinstance(arrays, dict) else dict.fromkeys(arrays)
 
     def _print_Mul(self, expr):
-        """Scalars first, multiplied together before they meet an array: ``(2/B)*x``
-        is one pass over ``x`` where ``2*x/B`` is two."""
+        """The factors smaller than the product (scalars, arrays that are broadcast) first,
+        multiplied together before they meet the others: ``(2/B)*x`` is one pass over
+        ``x`` where ``2*x/B`` is two, and ``(g/n)*mask`` for a per-window ``g`` and ``n``
+        one pass over the windows where ``g*mask/n`` is two."""
         if expr.could_extract_minus_sign() and any(isinstance(f, Compare) for f in expr.args):
             return f"-({self._print(-expr)})"  # -(a == b)*b would negate a boolean array
         if self.arrays:
-            arrays = [f for f in expr.args if f.free_symbols & self._array_symbols(f)]
-            scalars = [f for f in expr.args if f not in arrays]
-            if arrays and len(scalars) >= 2:
-                scalar, rest = sympy.Mul(*scalars), sympy.Mul(*arrays)
-                return f"({self._print(scalar)})*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
+            shapes = [self._shape_of(f) for f in expr.args]
+            known = [s for s in shapes if s is not None]
+            full = broadcast_shapes(*known) if len(known) == len(shapes) else None
+            small = [f for f, s in zip(expr.args, shapes) if s == () or (full and s != full)]
+            rest = [f for f in expr.args if f not in small]
+            if rest and len(small) >= 2:
+                first, rest = sympy.Mul(*small), sympy.Mul(*rest)
+                return f"({self._print(first)})*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
         return super()._print_Mul(expr)
 
-    def _array_symbols(self, e):
-        return {s for s in e.free_symbols if s.name in self.arrays}
+    def _shape_of(self, e):
+        """The broadcast shape of the arrays in ``e`` (``()``: none; None: not known)."""
+        shapes = [self.arrays[s.name] for s in e.free_symbols if s.name in self.arrays]
+        if any(s is None for s in shapes):
+            return None
+        return broadcast_shapes(*shapes)
 
     def _print_Float(self, expr):
         return repr(float(expr))
