@@ -156,12 +156,14 @@ def kernel_name(index, groups):
     return f"k{index}_" + "_and_".join(_story(g) for g in groups)
 
 
-def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
+def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None, implicit_gemm=True):
     """The kernels of ``graph`` in execution order.
 
     ``forward_nodes`` marks the nodes of the forward pass (the rest are ``backward``);
     of those, the ones ``predict_nodes`` does not hold compute the ``loss``, or a
     ``metric`` when ``loss_nodes`` is given and does not hold them either.
+    ``implicit_gemm``: whether a matmul can compute a gathered operand as it loads it
+    (Triton); without it (numpy) a reshape of a gather is a copy, made once and stored.
     """
     predict_nodes = set(predict_nodes)
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
@@ -183,7 +185,9 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None):
         kept_inside.update(cyclic)
     for i, k in enumerate(kernels):
         k.index, k.phase = i, phase(k.root)
-    kernels = free_gathers(free_views(merge_siblings(kernels), outputs), outputs)
+    kernels = free_views(merge_siblings(kernels), outputs, implicit_gemm)
+    if implicit_gemm:
+        kernels = free_gathers(kernels, outputs)
     for i, k in enumerate(kernels):
         k.index = i
         inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
@@ -522,10 +526,13 @@ def _reads_through(c, m, view):
     return True
 
 
-def free_views(kernels, outputs):
+def free_views(kernels, outputs, implicit_gemm=True):
     """``kernels`` without those that only view a buffer (one reshape, transpose or
     broadcast of a leaf or a kernel's result, no graph output): each kernel that reads such
-    a view computes it itself (index arithmetic, strides), instead of reading a copy."""
+    a view computes it itself (index arithmetic, strides), instead of reading a copy.
+    Without ``implicit_gemm`` a reshape of a gather's result (numpy's sliding windows, a
+    strided view whose reshape copies) stays a kernel: the forward and backward matmuls of
+    a convolution then share one im2col copy."""
     readers = {}
     for k in kernels:
         for m in k.members:
@@ -535,6 +542,8 @@ def free_views(kernels, outputs):
     for k in kernels:
         v = k.root
         if len(k.members) != 1 or not OPS[v.op].view or v in outputs or v.inputs[0] in gone:
+            continue
+        if not implicit_gemm and OPS[v.op].view == "relabel" and OPS[v.inputs[0].op].by_index:
             continue
         users = readers.get(v, [])
         if not users or not all(_reads_through(c, m, v) for c, m in users):

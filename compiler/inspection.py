@@ -23,12 +23,13 @@ H100 = {"bytes_per_s": 3.35e12, "flops_per_s": 67e12}  # HBM3; fp32 dense (tf32:
 TF32_FLOPS = 495e12  # the H100 SXM's dense tf32 tensor-core rate
 
 
-def traffic(model, dtype="float32"):
+def traffic(model, dtype="float32", backend="triton"):
     """``(fused bytes, kernel count, unfused bytes, op count)`` of a training step: the
-    generated kernels and the SGD update, fused as generated or one kernel per op."""
+    kernels generated for ``backend`` and the SGD update, fused as generated or one kernel
+    per op."""
     from compiler.pipeline import kernels_of, training_graph
 
-    kernels = kernels_of(model, training_graph(model))
+    kernels = kernels_of(model, training_graph(model), backend)
     fused = sum((cost.kernel_cost(k, dtype).bytes for k in kernels), sympy.S.Zero)
     ops = [m for k in kernels for m in k.members if cost.node_cost(m).flops != 0]
     unfused = sympy.S.Zero
@@ -122,6 +123,6 @@ def inspect_model(model, backend="numpy", dtype="float32", batch=None, aot=(), a
         if gpu and batch is not None:
             entry["roofline_us"] = _roofline_us(entry)
         kernels.append(entry)
-    fused, n_kernels, unfused, n_ops = traffic(model, dtype)
+    fused, n_kernels, unfused, n_ops = traffic(model, dtype, backend)
     return {"path": str(path), "kernels": kernels, "bytes_fused": cost.at_batch(fused, batch),
             "bytes_unfused": cost.at_batch(unfused, batch), "kernel_count": n_kernels, "op_count": n_ops}

@@ -61,10 +61,12 @@ def predict_nodes(model):
     return set(toposort([*outputs, *model.outputs.values(), *model.updates.values()]))
 
 
-def kernels_of(model, graph):
-    """The partition of ``graph``, each kernel labelled forward, loss, metric or backward:
-    by what the graph's own outputs need (``optimize`` may have rewritten the model's nodes,
-    and ``predict`` runs the forward kernels alone)."""
+def kernels_of(model, graph, backend="triton"):
+    """The partition of ``graph`` for ``backend``, each kernel labelled forward, loss,
+    metric or backward: by what the graph's own outputs need (``optimize`` may have
+    rewritten the model's nodes, and ``predict`` runs the forward kernels alone).  The
+    backends differ only in convolutions' windows: computed in the matmuls that read them
+    on Triton, copied once and stored on numpy."""
     outs = graph.outputs
 
     def needs(keys):
@@ -75,7 +77,7 @@ def kernels_of(model, graph):
     forward = needs(["loss", *names, *state,
                      *(key for key in outs if key.startswith(("metric:", "eval:")))])
     predict = needs([*names, *(f"eval:{name}" for name in names), *state])
-    return partition(graph, forward, predict, needs(["loss"]))
+    return partition(graph, forward, predict, needs(["loss"]), implicit_gemm=backend == "triton")
 
 
 def emitter(backend, dtype, input_precision="ieee"):
@@ -86,7 +88,7 @@ def emitter(backend, dtype, input_precision="ieee"):
 def generate(model, backend="numpy", dtype="float32", source_name=None):
     """``(graph, kernels, source text)`` for ``model`` without writing anything."""
     graph = training_graph(model)
-    kernels = kernels_of(model, graph)
+    kernels = kernels_of(model, graph, backend)
     writer = ModuleWriter(model, graph, kernels, dtype, source_name or _source_name(model),
                           emitter(backend, dtype))
     return graph, kernels, writer.source()
@@ -113,7 +115,8 @@ def module_path(model, kind, backend, dtype, input_precision="ieee"):
         print(graph.format(), file=sys.stderr)
 
     def build():
-        writer = ModuleWriter(model, graph, kernels_of(model, graph), dtype, _source_name(model),
+        writer = ModuleWriter(model, graph, kernels_of(model, graph, backend), dtype,
+                              _source_name(model),
                               emitter(backend, dtype, input_precision), kind)
         source = writer.source()
         if config.debug_level() >= 4:

@@ -100,8 +100,7 @@ def _kernels(model, graph, kernels, batch, gpu, backends, model_file, share):
     report = inspect_model(model)
     at = functools.lru_cache(maxsize=None)(lambda formula: cost.at_batch(formula, batch))
     texts = {b: module_path(model, "training", b, "float32").read_text() for b in backends}
-    names = [k["name"] for k in report["kernels"]]
-    sources = {b: kernel_sources(texts[b], names, share) for b in backends}
+    sources = {b: _sources_by_root(texts[b], report["kernels"], share) for b in backends}
     index = {n: i for i, n in enumerate(graph.nodes)}
     ours = {k.name: k for k in kernels}
     rows = []
@@ -132,6 +131,18 @@ def _kernels(model, graph, kernels, batch, gpu, backends, model_file, share):
     if isinstance(fused, int) and unfused:
         traffic["ratio"] = f"{fused / unfused:.2f}"
     return rows, traffic
+
+
+def _sources_by_root(text, rows, share):
+    """``{row name: source}``: each row's kernel in the module ``text``, the kernel there
+    with the same root node (the last of its nodes).  The backends' partitions differ only
+    where a convolution's windows are computed (Triton's matmuls compute them, numpy stores
+    them): a numpy kernel that stores windows has no Triton counterpart."""
+    roots = {k["nodes"][-1].split()[0]: k["name"] for k in module_table(text, "KERNELS") if k["nodes"]}
+    theirs = {r["name"]: roots.get(r["nodes"][-1].split()[0]) if r["nodes"] else r["name"]
+              for r in rows}  # (an update kernel has no nodes, and the same name)
+    sources = kernel_sources(text, [n for n in theirs.values() if n], share)
+    return {mine: sources.get(name, "") for mine, name in theirs.items() if name}
 
 
 def _source(model_file, graph, kernels):
@@ -259,7 +270,7 @@ def build(model_file, namespace, batch=None, backends=BACKENDS, gpu=None, histor
     else:
         hist = None
     graph = training_graph(model)
-    kernels = kernels_of(model, graph)
+    kernels = kernels_of(model, graph, "numpy")  # the partition ``inspect_model`` lists
     update = f"update_{_update_rule(namespace)}"
     pane = graph_pane(graph, kernels, update, model_file)
     rows, traffic = _kernels(model, graph, kernels, batch, gpu, backends, model_file,

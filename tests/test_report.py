@@ -168,6 +168,24 @@ def test_kernel_source_and_costs_are_the_modules(tmp_path):
     assert f"<td>{fused:,}</td>" in text
 
 
+def test_a_convnets_rows_show_each_backends_kernel_for_the_same_nodes(tmp_path):
+    """The backends' partitions of a ConvNet differ (numpy stores the windows that Triton's
+    matmuls compute): each row, a numpy kernel, shows the Triton kernel with the same root
+    node, here the implicit-GEMM convolution; a stored-windows kernel shows none."""
+    page = tmp_path / "cnn.html"
+    assert report(ROOT / "examples" / "cnn_digits.py", "-o", page)[0] == 0
+    text = page.read_text()
+    model = modelfile.load(ROOT / "examples" / "cnn_digits.py")["model"]
+    names = {b: [k.name for k in kernels_of(model, training_graph(model), b)]
+             for b in ("numpy", "triton")}
+    assert names["numpy"] != names["triton"]
+    assert names["numpy"][:3] == ["k0_patches", "k1_reshape", "k2_matmul_add_relu"]
+    numpy_code, triton_code = _pre_blocks(text, "k2_matmul_add_relu")
+    assert "def k2_matmul_add_relu(" in numpy_code
+    assert "def k0_patches_matmul_add_relu(" in triton_code and "implicit GEMM" in triton_code
+    assert not "".join(_pre_blocks(text, "k1_reshape")[1:]).strip()
+
+
 def test_backend_flag_shows_one_source(tmp_path):
     page = tmp_path / "numpy.html"
     assert report(SEED, "-o", page, "--backend", "numpy")[0] == 0

@@ -111,6 +111,28 @@ def test_convolution_windows_are_computed_in_the_matmul_that_reads_them(monkeypa
     assert fused.coeff(symbol("B")) < stored.coeff(symbol("B")), (fused, stored)
 
 
+def test_numpy_copies_each_convolutions_windows_once_for_both_matmuls():
+    """numpy has no implicit GEMM: there a reshape of the windows (im2col) is a copy, so
+    it is a kernel of its own, stored, and read by both the forward matmul and the weight
+    gradient's (not copied again in each)."""
+    from compiler import compile
+    from compiler.modelfile import load
+    from compiler.ops.registry import OPS
+    from compiler.pipeline import kernels_of, training_graph
+
+    model = load(str(Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"))["model"]
+    kernels = kernels_of(model, training_graph(model), "numpy")
+    im2col = [k for k in kernels if OPS[k.root.op].view == "relabel"
+              and OPS[k.root.inputs[0].op].by_index]
+    assert len(im2col) == 2, [k.name for k in kernels]
+    for k in im2col:
+        readers = [c for c in kernels if any(i is k.root for i in c.inputs)]
+        assert len(readers) == 2 and all(
+            any(OPS[m.op].kind == "contraction" for m in c.members) for c in readers)
+        assert not any(OPS[m.op].by_index for c in readers for m in c.members)
+    assert compile(model).source.count("_rt.windows_reshape(") == 2
+
+
 def _nhwc_conv(x):  # images stored channels-last, convolved as NCHW: a transpose read in place
     return F.conv2d(F.transpose(x, (0, 3, 1, 2)), Param("w", (4, 3, 3, 2)), padding=1)
 
