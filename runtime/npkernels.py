@@ -23,15 +23,24 @@ def logsumexp(x, axis, keepdims):
 
 def fold_last(ufunc, x, n, keepdims):
     """``x`` reduced over its last ``n`` axes (a few elements: a pooling window, a short row)
-    by ``ufunc`` (``numpy.add``, ``numpy.maximum``), one elementwise call per element of
-    them: numpy's reductions over small trailing axes of a strided view are slow (a 2x2 max
-    pool of (128, 16, 8, 8) took 2,657 µs as ``.max(axis=(4, 5))``, 76 µs so)."""
+    by ``ufunc`` (``numpy.add``, ``numpy.maximum``), one axis at a time, one elementwise call
+    per element of that axis: numpy's reductions over small trailing axes of a strided view
+    are slow (a 2x2 max pool of (128, 16, 8, 8) took 2,657 µs as ``.max(axis=(4, 5))``, 76
+    µs folded element by element and 51 axis by axis: benchmarks/NOTES.md)."""
     x = np.asarray(x)
-    out = None
-    for idx in np.ndindex(*x.shape[x.ndim - n:]):
-        part = x[(Ellipsis,) + idx]
-        out = np.array(part) if out is None else ufunc(out, part, out=out)
-    return out.reshape(x.shape[:x.ndim - n] + (1,) * n) if keepdims else out
+    lead, out = x.ndim - n, x
+    for _ in range(n):
+        parts = [out[(slice(None),) * lead + (i,)] for i in range(out.shape[lead])]
+        if len(parts) == 1:
+            out = parts[0]
+            continue
+        acc = np.asarray(ufunc(parts[0], parts[1]))  # (0-d for a 1-D x: an array, not a scalar)
+        for part in parts[2:]:
+            ufunc(acc, part, out=acc)
+        out = acc
+    if out is x or out.base is not None:  # every axis of size 1: still a view of x
+        out = np.array(out)
+    return out.reshape(x.shape[:lead] + (1,) * n) if keepdims else out
 
 
 def _logsumexp(x, axis):

@@ -157,3 +157,22 @@ def test_patches_adjoint_is_the_adjoint_of_patches(image, kernel, stride, dilati
     assert back.shape == image
     finite = patches(x, kernel, stride, dilation, padding, fill=0.0)
     assert np.isclose(np.sum(finite * g), np.sum(x * back), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("shape,n", [((3, 4, 5, 2, 2), 2), ((3, 4, 7), 1), ((5,), 1), ((2, 3, 1, 3), 2),
+                                     ((2, 3, 1, 1), 2), ((2, 2, 3, 2), 3)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_fold_last_reduces_the_trailing_axes_as_numpy(shape, n, keepdims):
+    """``fold_last`` (small pooling windows and short rows on numpy): numpy's max exactly
+    and numpy's sum to rounding, on a strided view too, and a new array (not a view)."""
+    from runtime.npkernels import fold_last
+
+    x = np.random.default_rng(4).normal(size=shape)
+    strided = np.swapaxes(np.ascontiguousarray(np.swapaxes(x, 0, -1)), 0, -1)  # same values
+    for a in (x, strided):
+        axes = tuple(range(a.ndim - n, a.ndim))
+        got = fold_last(np.maximum, a, n, keepdims)
+        assert np.array_equal(got, a.max(axis=axes, keepdims=keepdims))
+        total = fold_last(np.add, a, n, keepdims)
+        np.testing.assert_allclose(total, a.sum(axis=axes, keepdims=keepdims), rtol=1e-13)
+        assert not np.shares_memory(total, a)
