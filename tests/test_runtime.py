@@ -159,8 +159,8 @@ def test_patches_adjoint_is_the_adjoint_of_patches(image, kernel, stride, dilati
     assert np.isclose(np.sum(finite * g), np.sum(x * back), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("shape,n", [((3, 4, 5, 2, 2), 2), ((3, 4, 7), 1), ((5,), 1), ((2, 3, 1, 3), 2),
-                                     ((2, 3, 1, 1), 2), ((2, 2, 3, 2), 3)])
+@pytest.mark.parametrize("shape,n", [((3, 4, 5, 2, 2), 2), ((3, 4, 7), 1), ((5,), 1),
+                                     ((2, 3, 1, 3), 2), ((2, 3, 1, 1), 2), ((2, 2, 3, 2), 3)])
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_fold_last_reduces_the_trailing_axes_as_numpy(shape, n, keepdims):
     """``fold_last`` (small pooling windows and short rows on numpy): numpy's max exactly
