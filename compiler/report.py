@@ -138,7 +138,8 @@ def _sources_by_root(text, rows, share):
     with the same root node (the last of its nodes).  The backends' partitions differ only
     where a convolution's windows are computed (Triton's matmuls compute them, numpy stores
     them): a numpy kernel that stores windows has no Triton counterpart."""
-    roots = {k["nodes"][-1].split()[0]: k["name"] for k in module_table(text, "KERNELS") if k["nodes"]}
+    roots = {k["nodes"][-1].split()[0]: k["name"]
+             for k in module_table(text, "KERNELS") if k["nodes"]}
     theirs = {r["name"]: roots.get(r["nodes"][-1].split()[0]) if r["nodes"] else r["name"]
               for r in rows}  # (an update kernel has no nodes, and the same name)
     sources = kernel_sources(text, [n for n in theirs.values() if n], share)

@@ -120,7 +120,8 @@ def test_numpy_copies_each_convolutions_windows_once_for_both_matmuls():
     from compiler.ops.registry import OPS
     from compiler.pipeline import kernels_of, training_graph
 
-    model = load(str(Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"))["model"]
+    example = Path(__file__).resolve().parent.parent / "examples" / "cnn_digits.py"
+    model = load(str(example))["model"]
     kernels = kernels_of(model, training_graph(model), "numpy")
     im2col = [k for k in kernels if OPS[k.root.op].view == "relabel"
               and OPS[k.root.inputs[0].op].by_index]
