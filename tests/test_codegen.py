@@ -154,3 +154,21 @@ def test_numpy_products_multiply_the_smaller_factors_first():
     values = {name: rng.normal(size=shape) for name, shape in shapes.items()}
     got = eval(print_numpy(g * mask / n, shapes), {"numpy": np}, values)
     np.testing.assert_allclose(got, values["g"] * values["mask"] / values["n"], rtol=1e-14)
+
+
+def test_numpy_scalar_functions_do_not_make_float32_arrays_float64():
+    """``numpy.sqrt`` of a Python float is a numpy float64, which makes a float32 array
+    float64 (NEP 50): a function of scalars only is printed as a Python float, so
+    float32 kernels and updates (Adam's bias correction) stay float32."""
+    import sympy
+
+    from compiler.codegen.printer import print_numpy
+
+    v, bc2, lr, B = sympy.symbols("v bc2 lr B")
+    expr = lr * sympy.sqrt(v) / sympy.sqrt(bc2) + sympy.exp(-B) * v
+    code = print_numpy(expr, {"v"})
+    got = eval(code, {"numpy": np}, {"v": np.ones(4, np.float32), "bc2": 0.001, "lr": 0.5,
+                                     "B": 3})
+    assert got.dtype == np.float32, code
+    np.testing.assert_allclose(got, 0.5 / np.sqrt(0.001) + np.exp(-3), rtol=1e-6)
+    assert print_numpy(sympy.sqrt(v), {"v"}) == "numpy.sqrt(v)"  # an array's: unchanged

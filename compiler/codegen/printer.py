@@ -88,7 +88,19 @@ class NumpyPrinter(NumPyPrinter):
         if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Rational \
                 and expr.is_real and expr.is_finite:  # sqrt(2): a Python float, not
             return repr(float(expr.evalf(17)))  # numpy.sqrt(2), whose float64 would promote
-        return print_function(self, expr, "numpy_code") or super()._print(expr, **kwargs)
+        code = print_function(self, expr, "numpy_code") or super()._print(expr, **kwargs)
+        if self._scalar_call(expr):  # numpy.sqrt(bc2) is a numpy float64, which would make
+            return f"float({code})"  # float32 arrays float64; a Python float does not
+        return code
+
+    def _scalar_call(self, expr):
+        """Whether ``expr`` is a function (or a fractional power) of scalars only, when the
+        arrays are known: numpy returns its value as a numpy float64."""
+        if not self.arrays or not isinstance(expr, (sympy.Function, sympy.Pow)):
+            return False
+        if isinstance(expr, sympy.Pow) and expr.exp.is_Integer:
+            return False
+        return bool(expr.free_symbols) and not any(s.name in self.arrays for s in expr.free_symbols)
 
 
 _printer = NumpyPrinter()
