@@ -103,6 +103,22 @@ def test_dropout_masks_are_identical_on_both_backends():
     assert abs(kept - 0.7) < 0.03
 
 
+def test_nan_passes_through_relu_maximum_and_minimum_on_both_backends():
+    """Triton's maximum and minimum drop a NaN by default (``max(nan, 0)`` gave 0 where
+    numpy and PyTorch give NaN): the outputs, NaN included, are numpy's."""
+    x = Input("x", (2, 4))
+    outputs = {"relu": F.relu(x), "max": F.maximum(x, 0.5), "min": F.minimum(x, 0.5),
+               "in_matmul": F.relu(x @ Param("w", (4, 3)))}
+    model = Model([x], outputs, F.sum(outputs["relu"]))
+    prog, tprog = both(model, "float32")
+    params = {"w": np.ones((4, 3), np.float32)}
+    batch = {"x": np.array([[np.nan, -1, 2, np.inf], [-np.inf, 0.25, np.nan, 3]], np.float32)}
+    want, got = prog.predict(params, batch), tprog.predict(params, batch)
+    for name in outputs:
+        assert np.array_equal(np.asarray(got[name]), want[name], equal_nan=True), name
+    assert np.isnan(want["relu"]).sum() == 2 and np.isnan(want["in_matmul"]).sum() == 6
+
+
 @pytest.mark.parametrize("classifier", [False, True])
 def test_hvp_on_triton_matches_numpy(classifier):
     """The classifier's Hessian runs the cross-entropy gradient with a tangent scale."""

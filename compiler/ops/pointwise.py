@@ -128,13 +128,15 @@ _elementwise("expm1", expm1, doc="exp(a) - 1, accurate near 0", function=expm1,
              numpy_code="numpy.expm1({0})", triton_code="_expm1({0})")
 _elementwise("log1p", log1p, doc="log(1 + a), accurate near 0", function=log1p,
              numpy_code="numpy.log1p({0})", triton_code="_log1p({0})")
-# Activations and friends
+# Activations and friends.  Triton's maximum and minimum drop a NaN unless told not to;
+# numpy's and PyTorch's give NaN (a diverging model must not look fine on one backend)
+_NAN = "propagate_nan=tl.PropagateNan.ALL"
 _elementwise("sigmoid", S.Sigmoid, doc="1 / (1 + exp(-a)), overflow-free", function=S.Sigmoid,
              function_flops=4, numpy_code=_numpy_sigmoid, triton_code="_sigmoid({0})")
 _elementwise("softplus", S.Softplus, doc="log(1 + exp(a)), overflow-free", function=S.Softplus,
              function_flops=3, numpy_code="numpy.logaddexp(0, {0})", triton_code="_softplus({0})")
 _elementwise("relu", S.Relu, doc="max(a, 0); derivative 0 at 0", function=S.Relu,
-             numpy_code="numpy.maximum({0}, 0)", triton_code="tl.maximum({0}, 0.0)")
+             numpy_code="numpy.maximum({0}, 0)", triton_code=f"tl.maximum({{0}}, 0.0, {_NAN})")
 _elementwise("gelu", lambda a: a / 2 * (1 + sympy.erf(a / sympy.sqrt(2))),
              doc="a * Phi(a), Phi the normal distribution function (exact, via erf)")
 _elementwise("gelu_tanh", lambda a: a / 2 * (1 + sympy.tanh(
@@ -151,10 +153,10 @@ _elementwise("heaviside", lambda a, at0: sympy.Heaviside(a, at0),
              triton_code="tl.where({0} > 0, 1.0, tl.where({0} == 0, {1}, 0.0))")
 _elementwise("maximum", S.Maximum, doc="elementwise max; ties split the gradient",
              function=S.Maximum, numpy_code="numpy.maximum({0}, {1})",
-             triton_code="tl.maximum({0}, {1})", arity=2)
+             triton_code=f"tl.maximum({{0}}, {{1}}, {_NAN})", arity=2)
 _elementwise("minimum", S.Minimum, doc="elementwise min; ties split the gradient",
              function=S.Minimum, numpy_code="numpy.minimum({0}, {1})",
-             triton_code="tl.minimum({0}, {1})", arity=2)
+             triton_code=f"tl.minimum({{0}}, {{1}}, {_NAN})", arity=2)
 _elementwise("stop_gradient", S.StopGradient, doc="identity with zero derivative",
              differentiable=False, flops=0, function=S.StopGradient, function_flops=0,
              numpy_code="{0}", triton_code="{0}")
