@@ -187,8 +187,8 @@ class NumpyEmitter:
         zero_names = [h for h in rule.hyper if h in ZERO_BY_DEFAULT]
         zeros = {sympy.Symbol(h, real=True): 0 for h in zero_names}
         arrays = {"p", "g", *rule.state}
-        fast = [_in_place(t, e.subs(zeros), arrays) for t, e in rule.assignments]
-        general = [_in_place(t, e, arrays) for t, e in rule.assignments]
+        fast = [line for t, e in rule.assignments for line in _in_place(t, e.subs(zeros), arrays)]
+        general = [line for t, e in rule.assignments for line in _in_place(t, e, arrays)]
         return {"function": f"update_{rule.name}", "hyper": list(rule.hyper),
                 "source": render("numpy/update.py.jinja", function=f"update_{rule.name}",
                                  hyper=list(rule.hyper), optimizer=rule.name,
@@ -216,12 +216,27 @@ def into_out(members, root, arg_codes, statements, result, out="out"):
 
 
 def _in_place(target, expr, arrays):
-    """``target -= ...`` / ``target += ...`` when ``expr`` is target plus something, else
-    ``target[...] = expr``: an update that writes into the array it changes."""
+    """The lines of an update that writes into the array it changes: ``target += ...`` /
+    ``target -= ...`` when ``expr`` is target plus something; ``target *= c`` first when
+    it is ``c*target`` plus something, for a scalar ``c`` (momentum, Adam's moments: no
+    temporary for ``c*target``); else ``target[...] = expr``."""
     t = sympy.Symbol(target, real=True)
+    scale = None
+    if expr.is_Add and t not in expr.args:
+        names = _symbols(arrays)
+        scaled = [a for a in expr.args if a.is_Mul and t in a.args
+                  and not (sympy.Mul(*[f for f in a.args if f != t]).free_symbols & names)]
+        if len(scaled) == 1:
+            scale = scaled[0] / t
+            expr = expr - scaled[0] + t
+    lines = [f"{target} *= {print_numpy(scale, arrays)}"] if scale is not None else []
     if expr.is_Add and t in expr.args:
         rest = sympy.Add(*[a for a in expr.args if a != t])
         if rest.could_extract_minus_sign():
-            return f"{target} -= {print_numpy(-rest, arrays)}"
-        return f"{target} += {print_numpy(rest, arrays)}"
-    return f"{target}[...] = {print_numpy(expr, arrays)}"
+            return lines + [f"{target} -= {print_numpy(-rest, arrays)}"]
+        return lines + [f"{target} += {print_numpy(rest, arrays)}"]
+    return [f"{target}[...] = {print_numpy(expr, arrays)}"]
+
+
+def _symbols(names):
+    return {sympy.Symbol(n, real=True) for n in names} | {sympy.Symbol(n) for n in names}
