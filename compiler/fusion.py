@@ -543,7 +543,7 @@ def free_views(kernels, outputs, implicit_gemm=True):
         v = k.root
         if len(k.members) != 1 or not OPS[v.op].view or v in outputs or v.inputs[0] in gone:
             continue
-        if not implicit_gemm and OPS[v.op].view == "relabel" and OPS[v.inputs[0].op].by_index:
+        if not implicit_gemm and OPS[v.op].view == "relabel" and OPS[v.inputs[0].op].numpy_windows:
             continue
         users = readers.get(v, [])
         if not users or not all(_reads_through(c, m, v) for c, m in users):

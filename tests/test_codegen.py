@@ -172,3 +172,52 @@ def test_numpy_scalar_functions_do_not_make_float32_arrays_float64():
     assert got.dtype == np.float32, code
     np.testing.assert_allclose(got, 0.5 / np.sqrt(0.001) + np.exp(-3), rtol=1e-6)
     assert print_numpy(sympy.sqrt(v), {"v"}) == "numpy.sqrt(v)"  # an array's: unchanged
+
+
+def test_a_negated_product_with_a_comparison_runs_and_stored_comparisons_are_floats():
+    """numpy cannot negate a boolean array: ``-(x*heaviside(p, 0))*W`` (its factors grouped
+    by size) and the hvp of ``x*relu(-p)`` (a stored heaviside, negated in another
+    kernel) print no ``-`` on a comparison; both agree with numpy written by hand."""
+    x = Input("x", ("B", 10))
+    p, w = Param("p", (10,)), Param("w", (10,))
+    out = -(x * F.heaviside(p, 0.0)) * w
+    prog = compile(Model([x], {"out": out}, F.sum(out ** 2)), dtype="float64")
+    rng = np.random.default_rng(0)
+    params = {"p": rng.normal(size=10), "w": rng.normal(size=10)}
+    xv = rng.normal(size=(4, 10))
+    loss, _ = prog.loss_and_grad(params, {"x": xv})
+    assert loss == pytest.approx(np.sum((xv * (params["p"] > 0) * params["w"]) ** 2), rel=1e-12)
+    model = Model([x], loss=F.sum(x * F.relu(-p) * w))
+    hvp = compile(model, dtype="float64").hvp(params, {"x": xv}, {"p": np.ones(10),
+                                                                 "w": np.ones(10)})
+    want = -np.sum(xv, axis=0) * (params["p"] < 0)  # the mixed p, w block (the others: 0)
+    np.testing.assert_allclose(hvp["w"], want, rtol=1e-12)
+    np.testing.assert_allclose(hvp["p"], want, rtol=1e-12)
+
+
+def test_a_where_of_a_number_condition_means_not_zero():
+    """``Where(a, 1, 0)`` of a float ``a`` in a user's op is ``a != 0`` (numpy.where's
+    meaning); only a comparison is cast to 1s and 0s."""
+    from compiler.ops.scalar import Where
+
+    nonzero = F.elementwise("nonzero_indicator", lambda a: Where(a, 1, 0))
+    x = Input("x", ("B", 4))
+    model = Model([x], {"out": nonzero(x) * Param("w", (4,), init="ones")},
+                  F.sum(nonzero(x)))
+    prog = compile(model, dtype="float64")
+    got = prog.predict(prog.init_params(0), {"x": np.array([[0.0, 0.5, -2.0, 3.0]])})["out"]
+    assert got.tolist() == [[0.0, 1.0, 1.0, 1.0]]
+
+
+def test_an_update_that_reads_its_target_after_scaling_is_written_whole():
+    """``v <- mu*v + g*v``: ``v *= mu`` first would change the ``v`` the rest reads."""
+    import sympy
+
+    from compiler.codegen.numpy_backend import _in_place
+
+    v, g, mu = sympy.symbols("v g mu", real=True)
+    for expr, want in ((mu * v + g * v, 7.0), (mu * v + g, 4.0)):
+        env = {"numpy": np, "v": np.array([2.0]), "g": np.array([3.0]), "mu": 0.5}
+        for line in _in_place("v", expr, {"p", "g", "v"}):
+            exec(line, env)
+        assert env["v"][0] == want, expr

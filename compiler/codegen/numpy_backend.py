@@ -12,7 +12,7 @@ import sympy
 
 from compiler.codegen.module import KernelCode
 from compiler.codegen.names import out_name
-from compiler.codegen.printer import print_numpy
+from compiler.codegen.printer import print_numpy, prints_boolean
 from compiler.codegen.templates import render
 from compiler.graph import contains, make
 from compiler.ops.leaf import is_const
@@ -173,6 +173,8 @@ class NumpyEmitter:
         expr = exprs[root]
         result = print_numpy(expr, body.shapes)
         arrays = [body.shapes[s.name] for s in expr.free_symbols if s.name in body.shapes]
+        if root.dtype == "float" and prints_boolean(expr):  # heaviside(x, 0) is (x > 0): a
+            result = f"numpy.asarray({result}, dtype=DTYPE)"  # stored float, not a boolean
         if not arrays:
             result = f"numpy.full({shape_code(root.shape)}, {result}, dtype=DTYPE)"
             body.symbols.update(free_symbols(root.shape))
@@ -219,15 +221,16 @@ def _in_place(target, expr, arrays):
     """The lines of an update that writes into the array it changes: ``target += ...`` /
     ``target -= ...`` when ``expr`` is target plus something; ``target *= c`` first when
     it is ``c*target`` plus something, for a scalar ``c`` (momentum, Adam's moments: no
-    temporary for ``c*target``); else ``target[...] = expr``."""
+    temporary for ``c*target``; not when the rest reads the target); else
+    ``target[...] = expr``."""
     t = sympy.Symbol(target, real=True)
     scale = None
     if expr.is_Add and t not in expr.args:
         names = _symbols(arrays)
         scaled = [a for a in expr.args if a.is_Mul and t in a.args
                   and not (sympy.Mul(*[f for f in a.args if f != t]).free_symbols & names)]
-        if len(scaled) == 1:
-            scale = scaled[0] / t
+        if len(scaled) == 1 and t not in (expr - scaled[0]).free_symbols:  # (the rest must
+            scale = scaled[0] / t  # not read the target once it is scaled)
             expr = expr - scaled[0] + t
     lines = [f"{target} *= {print_numpy(scale, arrays)}"] if scale is not None else []
     if expr.is_Add and t in expr.args:

@@ -48,7 +48,7 @@ class NumpyPrinter(NumPyPrinter):
         multiplied together before they meet the others: ``(2/B)*x`` is one pass over
         ``x`` where ``2*x/B`` is two, and ``(g/n)*mask`` for a per-window ``g`` and ``n``
         one pass over the windows where ``g*mask/n`` is two."""
-        if expr.could_extract_minus_sign() and any(isinstance(f, Compare) for f in expr.args):
+        if expr.could_extract_minus_sign() and any(self._boolean(f) for f in expr.args):
             return f"-({self._print(-expr)})"  # -(a == b)*b would negate a boolean array
         if self.arrays:
             shapes = [self._shape_of(f) for f in expr.args]
@@ -60,6 +60,17 @@ class NumpyPrinter(NumPyPrinter):
                 first, rest = sympy.Mul(*small), sympy.Mul(*rest)
                 return f"({self._print(first)})*{self.parenthesize(rest, PRECEDENCE['Mul'])}"
         return super()._print_Mul(expr)
+
+    def _boolean(self, e):
+        """Whether numpy computes ``e`` as a boolean array: a comparison, or a function its
+        op prints as one (``heaviside(x, 0)`` is ``(x > 0)``)."""
+        if isinstance(e, Compare):
+            return True
+        if not isinstance(e, sympy.Function) or e.func not in functions():
+            return False
+        code = self._print(e)
+        return code.startswith("(") and code.endswith(")") and any(
+            f" {c} " in code for c in (">", ">=", "<", "<=", "==", "!="))
 
     def _shape_of(self, e):
         """The broadcast shape of the arrays in ``e`` (``()``: none; None: not known)."""
@@ -104,6 +115,11 @@ class NumpyPrinter(NumPyPrinter):
 
 
 _printer = NumpyPrinter()
+
+
+def prints_boolean(expr):
+    """Whether the numpy code of ``expr`` computes a boolean array (a comparison)."""
+    return _printer._boolean(sympy.sympify(expr))
 
 
 def print_numpy(expr, arrays=()):

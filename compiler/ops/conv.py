@@ -182,6 +182,7 @@ register(OpDef(
     vjp=lambda node, g: [patches_adjoint(g, node.inputs[0].shape[2:], **_geometry(node))],
     jvp=lambda node, t: patches(t[0], fill=0.0, **_geometry(node)),  # the fill is a constant
     numpy=_patches_numpy, triton=_patches_triton, scalarize=_patches_scalarize, by_index=True,
+    numpy_windows=True,
     doc="sliding windows (N, C, H, W) -> (N, H_out, W_out, C, kH, kW), padded with fill",
     flops=0))
 register(OpDef(

@@ -84,7 +84,8 @@ def _numpy_heaviside(p, x, at0):
 
 
 def _numpy_where(p, c, a, b):
-    if a == 1 and b == 0:  # the condition as 1s and 0s: 20x faster than numpy.where
+    if a == 1 and b == 0 and isinstance(c, S.Compare):  # a boolean as 1s and 0s: 20x faster
+        # than numpy.where (another condition, a float, means "not 0": numpy.where then)
         return f"numpy.asarray({p._print(c)}, dtype=DTYPE)"
     if a.is_Number and b.is_Number:  # keep the kernel's dtype when both branches are numbers
         return f"numpy.where({p._print(c)}, DTYPE({p._print(a)}), DTYPE({p._print(b)}))"

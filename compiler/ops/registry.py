@@ -56,6 +56,9 @@ checked for completeness (``missing_rules()``).  An op's fields:
   from its index alone, reading its inputs only by index (``read(x, at=...)``), with no
   host code (``patches``): a matmul computes such an operand while it loads it (implicit
   GEMM) instead of reading a copy;
+- ``numpy_windows``: the op's numpy result is a strided view of sliding windows, the
+  window's offsets its last two axes (``patches``): a reshape of it is copied one
+  offset at a time (``_rt.windows_reshape``);
 - ``feed``: for a leaf fed at run time, the argument of a generated entry point it is
   read from (``batch``, ``params``, ``tangents``); ``text(node) -> str``: how
   ``Graph.format`` writes a leaf;
@@ -98,6 +101,7 @@ class OpDef:
     triton_row: Optional[Callable] = None
     positional: bool = False
     by_index: bool = False
+    numpy_windows: bool = False
     feed: str = ""
     text: Optional[Callable] = None
     label: str = ""

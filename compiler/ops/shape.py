@@ -23,7 +23,7 @@ def _reshape_shape(inputs, attrs):
 
 
 def _reshape_numpy(node, args):
-    if OPS[node.inputs[0].op].by_index:  # sliding windows: a strided view whose copy is slow
+    if OPS[node.inputs[0].op].numpy_windows:  # a strided view whose copy is slow
         return f"_rt.windows_reshape({args[0]}, {shape_code(node.attr('shape'))})"
     return f"{paren(args[0])}.reshape({shape_code(node.attr('shape'))})"
 
