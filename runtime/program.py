@@ -44,6 +44,19 @@ class KernelInfo:
     source: str = field(repr=False)
 
 
+def _check_classes(name, labels, count, none):
+    """Class indices must be in ``[0, count)`` or be ``none`` (an ignored row), as PyTorch's
+    cross-entropy and one-hot require: another value would add nothing to the loss."""
+    bad = (labels < 0) | (labels >= count)
+    if none is not None:
+        bad &= labels != none
+    if bad.any():
+        value = labels[bad].flat[0]
+        allowed = f"0 to {count - 1}" + (f" or {none} (ignore_index)" if none is not None else "")
+        raise DataError(f"input {name!r} holds class {value}; the model has {count} classes "
+                        f"({allowed})")
+
+
 class Program:
     """Forward, loss, gradient and update functions of one compiled model."""
 
@@ -55,6 +68,7 @@ class Program:
         dtype = module.DTYPE  # a numpy type, or a torch dtype for the Triton backend
         self.dtype = np.dtype(dtype if isinstance(dtype, type) else str(dtype).replace("torch.", ""))
         self.inputs = module.INPUTS
+        self.class_inputs = getattr(module, "CLASS_INPUTS", {})
         self.param_specs = module.PARAMS  # parameters and buffers (trained or not)
         self.buffers = tuple(getattr(module, "BUFFERS", ()))
         self.trainable = [name for name in self.param_specs if name not in self.buffers]
@@ -141,6 +155,8 @@ class Program:
                         value = value.astype(np.int64)
                     else:
                         raise DataError(f"input {name!r} must hold integers, got dtype {value.dtype}")
+                if name in self.class_inputs:
+                    _check_classes(name, value, *self.class_inputs[name])
             out[name] = value
         return out
 

@@ -1,6 +1,8 @@
 """F.cross_entropy as torch.nn.functional.cross_entropy, beyond the op table (tests/oplib.py):
 all targets ignored, training with ignored targets on both backends, bad input."""
 import importlib.util
+import re
+import textwrap
 import inspect
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 
 from compiler import Input, Model, Param, compile, ops as F
 from oplib import ROWS, build
+from runner import gradc, one_line_error
 from runtime import train
 from runtime.errors import GradcError
 
@@ -135,3 +138,51 @@ def test_bad_input_is_one_line_at_the_users_line(build, message):
         build()
     assert e.value.where.endswith(_line_of(build)) and message in e.value.message
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("labels,ignore_index,message", [
+    ([0, 1, 3, 2], -100, "holds class 3; the model has 3 classes (0 to 2 or -100 (ignore_index))"),
+    ([-1, 0, 0, 0], -100, "holds class -1"),
+    ([0, 1, 2, -100], 5, "holds class -100; the model has 3 classes (0 to 2 or 5"),
+    ([0, 1, 2, 5], 5, None),  # an ignore_index outside the classes is allowed
+    ([0, 1, 2, -100], -100, None),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_target_outside_the_classes_is_a_data_error_as_in_pytorch(labels, ignore_index,
+                                                                     message, backend):
+    """PyTorch refuses a target outside [0, C) that is not ignore_index ("Target 3 is out of
+    bounds"); gradc says which input holds it before computing anything (it would add
+    nothing to the loss and be counted in the mean)."""
+    x, k = Input("x", ("B", 4)), Input("k", ("B",), dtype="int64")
+    z = x @ Param("w", (4, 3))
+    prog = compile(Model([x, k], {"z": z}, F.cross_entropy(z, k, ignore_index=ignore_index)),
+                   backend=backend)
+    params = prog.init_params(0)
+    batch = {"x": np.ones((4, 4), np.float32), "k": np.array(labels)}
+    if message is None:
+        prog.loss_and_grad(params, batch)
+        return
+    with pytest.raises(GradcError, match=re.escape(message)):
+        prog.loss_and_grad(params, batch)
+    with pytest.raises(GradcError, match="holds class"):
+        train(prog, batch, epochs=1, batch_size=2, quiet=True)
+    with pytest.raises((IndexError, RuntimeError)):  # PyTorch refuses the same targets
+        torch.nn.functional.cross_entropy(torch.ones(4, 3), torch.tensor(labels),
+                                          ignore_index=ignore_index)
+
+
+def test_one_hot_of_an_input_checks_its_classes_and_the_cli_says_so_in_one_line(tmp_path):
+    """``F.one_hot`` of an input as ``torch.nn.functional.one_hot``: a label outside
+    [0, n) is refused; ``gradc train`` gives one line and exit status 2."""
+    model = tmp_path / "hot.py"
+    model.write_text(textwrap.dedent("""
+        import numpy as np
+        from compiler import Input, Model, Param, ops as F
+        x, k = Input("x", ("B", 2)), Input("k", ("B",), dtype="int64")
+        y = x @ Param("w", (2, 4))
+        model = Model([x, k], {"y": y}, F.mse(y, F.one_hot(k, 4)))
+        def data(seed=0):
+            return {"x": np.ones((6, 2)), "k": np.array([0, 1, 2, 3, 4, 1])}
+    """))
+    line = one_line_error(gradc("train", model, "--epochs", "1"))
+    assert "input 'k' holds class 4; the model has 4 classes (0 to 3)" in line

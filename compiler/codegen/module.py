@@ -24,6 +24,8 @@ from compiler.codegen.names import location, module_names
 from compiler.codegen.templates import render
 from compiler.config import VERSION
 from compiler.graph import contains
+from compiler.ops.leaf import is_input
+from compiler.ops.registry import OPS
 from compiler.optim import RULES
 from compiler.shapes import fmt
 
@@ -39,6 +41,22 @@ class KernelCode:
     args: dict
     table: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+
+
+def class_inputs(graph):
+    """Each input read as class indices (``OpDef.classes``) -> ``(number of classes, the
+    index that stands for none or None)``; the runtime checks data against it.  An input
+    read with several class counts keeps the smallest."""
+    out = {}
+    for n in graph.nodes:
+        rule = OPS[n.op].classes
+        if rule is None:
+            continue
+        indices, count, none = rule(n)
+        if is_input(indices) and isinstance(count, int):
+            known = out.get(indices.name)
+            out[indices.name] = (count, none) if known is None or count < known[0] else known
+    return out
 
 
 def shape_symbols(model):
@@ -112,7 +130,7 @@ class ModuleWriter:
                       params=repr(params), outputs=repr(tuple(model.outputs)),
                       buffers=repr(tuple(b.name for b in model.buffers)) if model.buffers else "",
                       metrics=repr(tuple(model.metrics)), entry_inputs=repr(entry_inputs),
-                      symbols=repr(self.symbols),
+                      symbols=repr(self.symbols), classes=repr(class_inputs(self.graph)),
                       optimizers=repr(tuple(u["function"][7:] for u in updates)),
                       kernel_table=table, kernels=code.sources, entries=functions,
                       updates=updates, **code.settings)

@@ -134,6 +134,11 @@ def _grad_jvp(node, t):
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
+def _classes(node):
+    z, k = node.inputs[:2]
+    return k, z.shape[-1], node.attr("ignore_index")
+
+
 def _call(function, node, args):
     """``_rt.<function>(args, options)``: the numpy call of one op of the family alone."""
     options = "".join(f", {key}={value!r}" for key, value in node.attrs)
@@ -143,6 +148,7 @@ def _call(function, node, args):
 register(OpDef(
     "softmax_cross_entropy", "loss", shape=lambda i, a: (), dtype=_check,
     vjp=_loss_vjp, jvp=_loss_jvp, definition=_loss_definition, result="loss", label="cross_entropy",
+    classes=_classes,
     numpy=lambda node, args: _call("softmax_cross_entropy", node, args),
     doc="mean over counted rows of logsumexp(z) - sum(q * z), q the (smoothed) one-hot label"))
 
@@ -158,10 +164,12 @@ def _accuracy_definition(node):
 register(OpDef(
     "softmax_cross_entropy_accuracy", "loss", shape=lambda i, a: (), dtype=_check,
     definition=_accuracy_definition, differentiable=False, result="accuracy", label="accuracy",
+    classes=_classes,
     numpy=lambda node, args: _call("classification_accuracy", node, args),
     doc="fraction of counted rows whose largest logit is at the label (ties count as right)"))
 register(OpDef(
     "softmax_cross_entropy_grad", "loss", shape=lambda i, a: i[0].shape, dtype=_check,
     vjp=_grad_vjp, jvp=_grad_jvp, definition=_grad_definition, result="grad", label="grad",
+    classes=_classes,
     numpy=lambda node, args: _call("softmax_cross_entropy_grad", node, args),
     doc="(softmax(z) - q) * g / count, the gradient of softmax_cross_entropy"))

@@ -62,7 +62,11 @@ checked for completeness (``missing_rules()``).  An op's fields:
 - ``feed``: for a leaf fed at run time, the argument of a generated entry point it is
   read from (``batch``, ``params``, ``tangents``); ``text(node) -> str``: how
   ``Graph.format`` writes a leaf;
-- ``label``: the op's word in kernel names when not its name (``cross_entropy``).
+- ``label``: the op's word in kernel names when not its name (``cross_entropy``);
+- ``classes(node) -> (indices, count, none)``: for an op that reads class indices, the
+  input holding them, the number of classes and the index that stands for no class
+  (``ignore_index``, or None): data fed to such an input must hold classes in
+  ``[0, count)`` or ``none``, as PyTorch's errors say (``Program.check_batch``).
 """
 import re
 from dataclasses import dataclass
@@ -105,6 +109,7 @@ class OpDef:
     feed: str = ""
     text: Optional[Callable] = None
     label: str = ""
+    classes: Optional[Callable] = None
 
 
 OPS = {}

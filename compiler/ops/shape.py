@@ -78,4 +78,5 @@ register(OpDef("one_hot", "shape", shape=lambda i, a: i[0].shape + (a["n"],), dt
                numpy=lambda node, args: f"_rt.one_hot({args[0]}, {node.attr('n')}, DTYPE)",
                triton=_one_hot_triton, scalarize=_one_hot_scalarize,
                differentiable=False, doc="integer labels -> rows of 0/1",
+               classes=lambda node: (node.inputs[0], node.attr("n"), None),
                flops=1))  # one compare per output element
