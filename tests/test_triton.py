@@ -103,12 +103,15 @@ def test_dropout_masks_are_identical_on_both_backends():
     assert abs(kept - 0.7) < 0.03
 
 
-def test_nan_passes_through_relu_maximum_and_minimum_on_both_backends():
+def test_nan_passes_through_relu_maximum_minimum_and_max_reductions_on_both_backends():
     """Triton's maximum and minimum drop a NaN by default (``max(nan, 0)`` gave 0 where
-    numpy and PyTorch give NaN): the outputs, NaN included, are numpy's."""
+    numpy and PyTorch give NaN), and so do its max reductions: the outputs, NaN included,
+    are numpy's, for elementwise ops, row and column reductions and a max pool."""
     x = Input("x", (2, 4))
     outputs = {"relu": F.relu(x), "max": F.maximum(x, 0.5), "min": F.minimum(x, 0.5),
-               "in_matmul": F.relu(x @ Param("w", (4, 3)))}
+               "in_matmul": F.relu(x @ Param("w", (4, 3))), "row_max": F.max(x, axis=1),
+               "column_max": F.max(x, axis=0), "row_min": F.min(x, axis=1),
+               "pool": F.max_pool2d(F.reshape(x, (1, 1, 2, 4)), 2)}
     model = Model([x], outputs, F.sum(outputs["relu"]))
     prog, tprog = both(model, "float32")
     params = {"w": np.ones((4, 3), np.float32)}
@@ -117,6 +120,8 @@ def test_nan_passes_through_relu_maximum_and_minimum_on_both_backends():
     for name in outputs:
         assert np.array_equal(np.asarray(got[name]), want[name], equal_nan=True), name
     assert np.isnan(want["relu"]).sum() == 2 and np.isnan(want["in_matmul"]).sum() == 6
+    assert np.isnan(want["row_max"]).all() and np.isnan(want["pool"]).all()
+    assert np.isnan(want["column_max"]).tolist() == [True, False, True, False]
 
 
 @pytest.mark.parametrize("classifier", [False, True])

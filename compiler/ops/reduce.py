@@ -120,9 +120,9 @@ def _scalarize(combine):
 INF = 'float("inf")'
 _SUM = {"init": "0.0", "combine": "acc + tl.where(rmask, v, 0.0)",
         "result": "total = tl.sum(acc, 0)"}
-_MAX = {"init": f"-{INF}", "combine": f"tl.maximum(acc, tl.where(rmask, v, -{INF}))",
-        "result": "total = tl.max(acc, 0)"}
-_LOGSUMEXP = (
+_MAX = {"init": f"-{INF}", "combine": f"_max_nan(acc, tl.where(rmask, v, -{INF}))",
+        "result": "total = _nanmax(acc, 0)"}  # (NaN in, NaN out: tl.max would drop it)
+_LOGSUMEXP = (  # (a NaN makes the sum NaN: its max may drop it)
     {**_MAX, "result": f"m = tl.max(acc, 0)\n    m = tl.where(m == -{INF}, 0.0, m)"},
     {"init": "0.0", "combine": "acc + tl.where(rmask, tl.exp(v - m), 0.0)",
      "result": "total = tl.log(tl.sum(acc, 0)) + m"})
@@ -162,7 +162,7 @@ register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp,
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
                numpy=_numpy_reduce(".max", "numpy.maximum"), numpy_out=_numpy_reduce_out(".max"),
                scalarize=_scalarize(lambda xs: functools.reduce(S.Maximum, xs)),
-               triton_passes=(_MAX,), triton_row=_row("tl.max", f"-{INF}"),
+               triton_passes=(_MAX,), triton_row=_row("_nanmax", f"-{INF}"),
                doc="max over axes; ties share the gradient",
                flops=_folded))
 register(OpDef("logsumexp", "reduce", shape=_reduce_shape, dtype=_float, vjp=_logsumexp_vjp,
