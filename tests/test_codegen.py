@@ -221,3 +221,14 @@ def test_an_update_that_reads_its_target_after_scaling_is_written_whole():
         for line in _in_place("v", expr, {"p", "g", "v"}):
             exec(line, env)
         assert env["v"][0] == want, expr
+
+
+def test_an_hvp_that_reads_no_input_still_gets_the_batch_size_from_it():
+    """The Hessian of ``mean((x - relu(p))**2)`` in ``p`` does not read ``x`` but divides
+    by its batch size: the entry reads the size from ``x`` (it refused to compile)."""
+    x, p = Input("x", ("B", 10)), Param("p", (10,))
+    model = Model([x], loss=F.mean((x - F.relu(p)) ** 2))
+    prog = compile(model, dtype="float64")
+    params = {"p": np.linspace(-1, 1, 10)}
+    hvp = prog.hvp(params, {"x": np.ones((4, 10))}, {"p": np.ones(10)})
+    np.testing.assert_allclose(hvp["p"], 0.2 * (params["p"] > 0), rtol=1e-12)

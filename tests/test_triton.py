@@ -124,6 +124,40 @@ def test_nan_passes_through_relu_maximum_minimum_and_max_reductions_on_both_back
     assert np.isnan(want["column_max"]).tolist() == [True, False, True, False]
 
 
+def _conv_mean_mse(x):  # a size (B) only in what a row-wise kernel stores
+    out = F.conv2d(x, Param("w", (2, 3, 2, 2))).mean(axis=(2, 3))
+    return F.mse(out, F.sum(x, axis=(2, 3))[:, :2])
+
+
+def _pools_of_a_broadcast(x):  # a kernel reading a broadcast under a transpose
+    h = F.tanh(x * Param("w", (3, 7, 5)))
+    s = (F.max_pool2d(h, (3, 2), padding=(1, 1)) ** 2).sum(axis=(2, 3))
+    return F.sum(s + F.max_pool2d(h, 2, stride=1).sum(axis=(2, 3)))
+
+
+def _sum_of_a_max(x):  # the max's gradient starts from the constant 1, broadcast
+    return F.sum(F.max(x * Param("w", (5,)), axis=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("build", [_conv_mean_mse, _pools_of_a_broadcast, _sum_of_a_max])
+def test_models_that_crashed_triton_codegen_match_numpy(build):
+    """Three Triton codegen crashes found by a new user's models: a row kernel that did
+    not take the batch size its stored value divides by; a launch keyed on the module
+    ``_rt`` instead of the tensor under a broadcast view; a constant broadcast outside the
+    kernel read as a buffer."""
+    x = Input("x", ("B", 3, 7, 5))
+    model = Model([x], loss=build(x))
+    prog, tprog = both(model, "float64")
+    rng = np.random.default_rng(7)
+    params = {k: rng.normal(size=v.shape) for k, v in prog.init_params(0).items()}
+    batch = {"x": rng.normal(size=(3, 3, 7, 5))}
+    loss, grads = prog.loss_and_grad(params, batch)
+    t_loss, t_grads = tprog.loss_and_grad(params, batch)
+    assert rel_err(loss, t_loss) <= 1e-10
+    for name, g in grads.items():
+        assert rel_err(g, t_grads[name]) <= 1e-10, name
+
+
 @pytest.mark.parametrize("classifier", [False, True])
 def test_hvp_on_triton_matches_numpy(classifier):
     """The classifier's Hessian runs the cross-entropy gradient with a tangent scale."""

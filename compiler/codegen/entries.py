@@ -10,7 +10,6 @@ from compiler.codegen.names import Names, out_name
 from compiler.codegen.templates import render
 from compiler.ops.leaf import is_const
 from compiler.ops.registry import OPS
-from runtime.errors import GradcError
 
 
 def needed_kernels(writer, outputs):
@@ -56,12 +55,11 @@ def entry(writer, args, name, doc, outputs, result_fn):
     for n in [i for k in kernels for i in k.inputs] + list(outputs.values()):
         if OPS[n.op].feed:
             used[n] = None
+    sizes = [(s, *_holder(writer, s)) for s in _sizes(writer, kernels, args)]
+    for _, holder, _ in sizes:  # a size no kernel's input gives (an hvp of a mean whose
+        used[holder] = None     # value does not depend on the input): read from the input
     prologue = [f"{writer.names.of[leaf]} = {OPS[leaf.op].feed}[{leaf.name!r}]" for leaf in used]
-    for s in _sizes(writer, kernels, args):
-        holder, axis = _holder(writer, s)
-        if holder not in used:
-            raise GradcError(f"{name} needs the size {s} but none of its inputs has it")
-        prologue.append(f"{s} = {writer.names.of[holder]}.shape[{axis}]")
+    prologue += [f"{s} = {writer.names.of[holder]}.shape[{axis}]" for s, holder, axis in sizes]
     calls = [f"{_results(writer, k)} = {k.name}({', '.join(args[k])})" for k in kernels]
     signature = "params, batch, tangents, rng=None" if writer.kind == "derivatives" \
         else "params, batch, rng=None"

@@ -80,6 +80,14 @@ def load_by_index(name, strides, at, mask, valid, fill):
     return f"tl.load({name}_ptr + {address}, mask={mask}, other={fill})"
 
 
+def _const_under_views(node):
+    """The constant ``node`` views (reshapes, broadcasts: the same values), else ``node``."""
+    base = node
+    while OPS[base.op].view:
+        base = base.inputs[0]
+    return base if is_const(base) else node
+
+
 class _Reads:
     """What one kernel's code reads, gathered while it is written: its operands (each
     ``Operands`` list the caller passes) and the shape symbols the code uses (``sizes``)."""
@@ -100,7 +108,8 @@ class _Reads:
         name = f"{operands.prefix}{len(operands)}"
         other = "0" if node.dtype == "int" else "0.0"
         operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
-                         "view": view + suffix, "other": other})
+                         "view": view + suffix, "base": self.base(node, members),
+                         "other": other})
         return operands[-1]["symbol"]
 
     def view(self, node, members):
@@ -124,6 +133,12 @@ class _Reads:
             # (the last broadcast: expanding to the iteration space does it)
         return code
 
+    def base(self, node, members):
+        """The name of the buffer under ``view(node, members)`` (what a launch plan keys on)."""
+        while contains(members, node) and OPS[node.op].view:
+            node = node.inputs[0]
+        return self.names[node]
+
     @staticmethod
     def under_views(node, members, at):
         """``(buffer, index into it)`` for ``node`` read at ``at``: through the views of
@@ -142,7 +157,8 @@ class _Reads:
         if found is None:
             name = f"{operands.prefix}{len(operands)}"
             found = {"node": node, "symbol": sympy.Symbol(name), "name": name,
-                     "view": self.names[node], "gather": node.ndim, "other": "0.0"}
+                     "view": self.names[node], "base": self.names[node], "gather": node.ndim,
+                     "other": "0.0"}
             operands.append(found)
             self.sizes.update(free_symbols(node.shape))  # the host may use its sizes
         return load_by_index(found["name"], f"{found['name']}_g", at, "mask", valid, fill)
@@ -158,8 +174,7 @@ class _Reads:
                 continue
             args = []
             for i in m.inputs:
-                if contains(members, i) and OPS[i.op].kind == "shape" and is_const(i.inputs[0]):
-                    i = i.inputs[0]  # a reshaped or broadcast constant is still that constant
+                i = _const_under_views(i)  # a reshaped or broadcast constant is that constant
                 if i in exprs:
                     args.append(exprs[i])
                 elif is_const(i):
@@ -279,7 +294,8 @@ class TritonEmitter:
             template, ctx, pointers = self._elementwise(k, top, reads)
         args = [names[i] for i in k.inputs]
         args += [names[("sym", s)] for s in sorted(reads.sizes) if ("sym", s) in names]
-        device_code = ctx["body"] + ctx.get("epilogue_body", [])
+        device_code = ctx["body"] + ctx.get("epilogue_body", []) + [  # and what rows and
+            s["value"] for s in ctx.get("stores", []) + ctx.get("sums", [])]  # columns store
         scalars = [a for a in args if ("sym", a) in names
                    and any(re.search(rf"\b{a}\b", line) for line in device_code)]
         if any(OPS[m.op].kind == "random" for m in k.members):
@@ -326,7 +342,8 @@ class TritonEmitter:
 
     def _matmul(self, k, mm, top, reads):
         main, operands = k.groups[0], Operands()
-        (a_view, a_gather), (b_view, b_gather) = (self._operand(mm, p, main, reads) for p in (0, 1))
+        (a_view, a_base, a_gather), (b_view, b_base, b_gather) = (
+            self._operand(mm, p, main, reads) for p in (0, 1))
         exprs = reads.exprs(main, operands, sympy.Symbol("acc"), mm)
         value = reads.value(top, exprs, main, operands)
         colsum = None
@@ -340,20 +357,21 @@ class TritonEmitter:
             pointers["colsum_ptr"] = self.pointer(k.outputs[1])
         return "triton/matmul.py.jinja", dict(
             operands=operands, body=[f"result = {print_triton(value, self.dtype)}"], colsum=colsum,
-            a_view=a_view, b_view=b_view, a_gather=a_gather, b_gather=b_gather,
+            a_view=a_view, b_view=b_view, bases=[a_base, b_base], a_gather=a_gather,
+            b_gather=b_gather,
             acc_dtype=self.float_type,
             batch=[f"Z{i}" for i in range(mm.ndim - 2)], detail=detail), pointers
 
     def _operand(self, mm, position, members, reads):
-        """``(host view, None)`` of matmul operand ``position`` read from memory, or, when
-        it is an op computed by index (``OpDef.by_index``, through views), ``(the buffer
-        that op reads, its device code)``: the skeleton computes the operand as it loads
-        it (implicit GEMM)."""
+        """``(host view, its buffer, None)`` of matmul operand ``position`` read from memory,
+        or, when it is an op computed by index (``OpDef.by_index``, through views), ``(the
+        buffer that op reads, the same, its device code)``: the skeleton computes the
+        operand as it loads it (implicit GEMM)."""
         chain, under = operand_chain(mm, position, members)
         if not (contains(members, under) and OPS[under.op].by_index):
             op = Operands("ab"[position])
             reads.operand(mm.inputs[position], members, op)
-            return op[0]["view"], None
+            return op[0]["view"], op[0]["base"], None
         side, (image,) = "ab"[position], under.inputs
         source = _Reads.under_views(image, members, [0] * image.ndim)[0]  # read through views
         index = operand_index(mm, position, chain)
@@ -374,8 +392,9 @@ class TritonEmitter:
             lines.append(f"{side} = result")
         reads.sizes.update(free_symbols(mm.inputs[position].shape))
         what = f"{under.op} of {fmt(image.shape)}, as {fmt(mm.inputs[position].shape)}"
-        return reads.names[source], {"lines": lines, "ndim": source.ndim, "what": what,
-                                     "shape": shape_code(mm.inputs[position].shape)}
+        return reads.names[source], reads.names[source], {
+            "lines": lines, "ndim": source.ndim, "what": what,
+            "shape": shape_code(mm.inputs[position].shape)}
 
     def _literal(self, fill):
         """A gather's fill value as device code, exact in a float64 kernel (Triton reads a
@@ -454,6 +473,7 @@ class TritonEmitter:
                 name = f"{operands.prefix}{len(operands)}"
                 operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
                                  "view": reads.view(node, k.members),
+                                 "base": reads.base(node, k.members),
                                  "other": "0" if node.dtype == "int" else "0.0"})
                 operands[-1].update(self._row_operand(operands[-1], cls, S, lead))
                 loaded[id(node), cls] = operands[-1]["symbol"]
