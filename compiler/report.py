@@ -97,7 +97,7 @@ def _code(text):
 def _kernels(model, graph, kernels, batch, gpu, backends, model_file, share):
     """The kernel list: one dict per kernel (the graph's, then the update kernels), and the
     memory traffic of a step."""
-    report = inspect_model(model)
+    report = inspect_model(model, backend=backends[0])  # the rows: the first backend's
     at = functools.lru_cache(maxsize=None)(lambda formula: cost.at_batch(formula, batch))
     texts = {b: module_path(model, "training", b, "float32").read_text() for b in backends}
     sources = {b: _sources_by_root(texts[b], report["kernels"], share) for b in backends}
@@ -271,7 +271,7 @@ def build(model_file, namespace, batch=None, backends=BACKENDS, gpu=None, histor
     else:
         hist = None
     graph = training_graph(model)
-    kernels = kernels_of(model, graph, "numpy")  # the partition ``inspect_model`` lists
+    kernels = kernels_of(model, graph, backends[0])  # the partition ``inspect_model`` lists
     update = f"update_{_update_rule(namespace)}"
     pane = graph_pane(graph, kernels, update, model_file)
     rows, traffic = _kernels(model, graph, kernels, batch, gpu, backends, model_file,

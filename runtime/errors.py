@@ -36,8 +36,9 @@ class TrainingError(GradcError):
 class data_errors:
     """A context in which the generated module's own failures on a batch become one-line
     ``DataError``s: an integer input holding an index outside its axis (an embedding's
-    token id past the vocabulary), and a size formula dividing by zero (batch norm's
-    unbiased variance of a minibatch with one value per channel, which PyTorch refuses too)."""
+    token id past the vocabulary), and a size formula dividing by zero (a mean over an empty
+    batch; batch norm's unbiased variance of a minibatch with one value per channel, which
+    PyTorch refuses too)."""
 
     def __enter__(self):
         return self
@@ -47,7 +48,8 @@ class data_errors:
             raise DataError(f"an integer input holds an index outside its axis ({error})") \
                 from None
         if kind is ZeroDivisionError:
-            raise DataError("a statistic over one value divides by zero: batch norm needs more "
-                            "than one value per channel in every minibatch (the last one too: "
-                            "choose a batch size that leaves no minibatch of one row)") from None
+            raise DataError("a size in the model divides by zero: the batch is empty, or batch "
+                            "norm got one value per channel (it needs more than one value per "
+                            "channel in every minibatch, the last one too: choose a batch size "
+                            "that leaves no minibatch of one row)") from None
         return False

@@ -184,6 +184,11 @@ def test_a_convnets_rows_show_each_backends_kernel_for_the_same_nodes(tmp_path):
     assert "def k2_matmul_add_relu(" in numpy_code
     assert "def k0_patches_matmul_add_relu(" in triton_code and "implicit GEMM" in triton_code
     assert not "".join(_pre_blocks(text, "k1_reshape")[1:]).strip()
+    page = tmp_path / "cnn_triton.html"  # one backend: its own kernels are the rows
+    assert report(ROOT / "examples" / "cnn_digits.py", "-o", page, "--backend", "triton")[0] == 0
+    text = page.read_text()
+    assert 'data-kernel="k0_patches_matmul_add_relu"' in text
+    assert 'data-kernel="k1_reshape"' not in text
 
 
 def test_backend_flag_shows_one_source(tmp_path):
