@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from compiler import Input, Model, Param, compile, ops as F
 from compiler.graph import toposort
+from runtime.errors import GradcError
 
 TRITON = importlib.util.find_spec("triton") is not None  # without it, the numpy checks still run
 
@@ -87,8 +88,12 @@ def check(case):
     out_shape = tuple(int(d) for d in model.outputs["out"].shape)
     batch = {"r": rng.normal(size=out_shape)}
     for x in model.inputs:
-        if x.name == "k":  # labels, possibly outside [0, C): those rows pick no class
-            batch["k"] = rng.integers(-1, n + 1, size=tuple(int(d) for d in x.shape))
+        if x.name == "k":  # labels; one row ignore_index (-100), picking no class, when
+            classes = prog.class_inputs["k"][0]  # others count
+            labels = rng.integers(0, classes, size=tuple(int(d) for d in x.shape))
+            if labels.size > 1:
+                labels.flat[rng.integers(labels.size)] = -100
+            batch["k"] = labels
     loss, grads = prog.loss_and_grad(params, batch)
     h = 1e-6
     for name, value in params.items():
@@ -147,14 +152,26 @@ def test_regression_reduction_of_an_expression_sympy_cancels_to_a_constant():
 def test_regression_cross_entropy_of_a_row_whose_label_is_not_a_class():
     """Found by the fuzzer: for a row whose label is outside [0, C) the fused loss kernels
     disagreed with each other and with the gradient (one_hot gives such a row no class).
-    Now, as the composite definition, the row adds nothing and gets no gradient, on both
-    backends (``check`` runs Triton too)."""
+    Such labels are now refused with the data, as PyTorch refuses them; the generated
+    kernels, called directly, still agree with the composite definition on such rows (the
+    row adds nothing and gets no gradient), and ignored rows pass ``check`` on both
+    backends."""
     check((1, 1, [(1, 1)], [("reduce", 0, 0, 24)], 0))
     z, k = Param("z", (4, 3)), Input("k", (4,), dtype="int64")
     fused = compile(Model([k], loss=F.cross_entropy(z, k)), dtype="float64")
     composite = compile(Model([k], loss=-F.mean(F.sum(F.one_hot(k, 3) * F.log_softmax(z, 1), axis=1))),
                         dtype="float64")
     params, batch = {"z": np.arange(12.0).reshape(4, 3) * 0.7}, {"k": np.array([0, -1, 3, 2])}
-    assert abs(fused.loss(params, batch) - composite.loss(params, batch)) <= 1e-12
-    np.testing.assert_allclose(fused.loss_and_grad(params, batch)[1]["z"],
-                               composite.loss_and_grad(params, batch)[1]["z"], atol=1e-12)
+    with pytest.raises(GradcError, match="holds class -1; the model has 3 classes"):
+        fused.loss(params, batch)
+    a, b = fused.module, composite.module  # the kernels themselves, without the data check
+    assert abs(a.loss(params, batch) - b.loss(params, batch)) <= 1e-12
+    np.testing.assert_allclose(a.loss_and_grad(params, batch)[1]["z"],
+                               b.loss_and_grad(params, batch)[1]["z"], atol=1e-12)
+
+
+def test_regression_a_number_in_a_row_kernel_keeps_the_kernels_float_type():
+    """Found by the fuzzer: ``logsumexp(p - p)`` (sympy folds ``p - p`` to 0) made a row
+    kernel's temporary the bare literal ``0.0``, a float32 in Triton, so a float64 kernel
+    computed ``log(2)`` in float32 (2.7e-9 off numpy)."""
+    check((1, 2, [(2,)], [("binary", 0, 0, 1), ("reduce", 1, 0, 82)], 0))

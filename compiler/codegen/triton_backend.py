@@ -17,6 +17,7 @@ weight gradient with its bias gradient) share one ``@triton.jit`` function: it i
 written once, named after what it computes (``matmul_add_tanh_kernel``) with a comment
 naming every kernel that launches it; a device kernel of one kernel is ``<kernel>_kernel``.
 """
+import math
 import re
 import textwrap
 from dataclasses import dataclass
@@ -396,6 +397,12 @@ class TritonEmitter:
             "lines": lines, "ndim": source.ndim, "what": what,
             "shape": shape_code(mm.inputs[position].shape)}
 
+    def _number(self, value):
+        """A number as a scalar of the kernel's float type (a bare literal is float32)."""
+        value = float(value)
+        code = repr(value) if math.isfinite(value) else f'float("{value}")'
+        return f"tl.full([], {code}, {self.float_type})"
+
     def _literal(self, fill):
         """A gather's fill value as device code, exact in a float64 kernel (Triton reads a
         bare literal as float32)."""
@@ -505,6 +512,8 @@ class TritonEmitter:
                 exprs[m] = opdef.scalar(*[value(i, cls) for i in m.inputs], **dict(m.attrs))
                 if m in stored or used.get(m, 0) > 1:
                     text = print_triton(exprs[m], self.dtype)
+                    if not sympy.sympify(exprs[m]).free_symbols:  # a number (p - p is 0): in
+                        text = self._number(exprs[m])  # the kernel's type, not a float32
                     temporary(m, lambda name: [f"{name} = {text}"])
         stores = []
         for j, r in enumerate(k.outputs):
