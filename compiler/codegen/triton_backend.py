@@ -103,8 +103,8 @@ class _Reads:
         for o in operands:
             if o["node"] is node:
                 return o["symbol"]
-        if is_const(_const_under_views(node)):  # a reshaped or broadcast constant
-            return _const_under_views(node).attr("value")
+        if contains(members, node) and is_const(node.inputs[0]):
+            return node.inputs[0].attr("value")  # a reshaped or broadcast constant
         view = self.view(node, members)
         name = f"{operands.prefix}{len(operands)}"
         other = "0" if node.dtype == "int" else "0.0"
@@ -470,7 +470,9 @@ class TritonEmitter:
             or one value per row (a load for each class that reads it)."""
             if node in exprs:
                 return exprs[node]
-            base = _const_under_views(node)
+            base = node
+            while contains(k.members, base) and OPS[base.op].view:
+                base = base.inputs[0]
             if is_const(base):
                 reads.sizes.update(s.name for s in base.attr("value").free_symbols)
                 return base.attr("value")
