@@ -156,14 +156,17 @@ def kernel_name(index, groups):
     return f"k{index}_" + "_and_".join(_story(g) for g in groups)
 
 
-def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None, implicit_gemm=True):
+def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None, gpu=True):
     """The kernels of ``graph`` in execution order.
 
     ``forward_nodes`` marks the nodes of the forward pass (the rest are ``backward``);
     of those, the ones ``predict_nodes`` does not hold compute the ``loss``, or a
     ``metric`` when ``loss_nodes`` is given and does not hold them either.
-    ``implicit_gemm``: whether a matmul can compute a gathered operand as it loads it
-    (Triton); without it (numpy) a reshape of a gather is a copy, made once and stored.
+    ``gpu``: the kernels run on a GPU (Triton), where a matmul computes a gathered operand
+    as it loads it (``free_gathers``) and an elementwise value is recomputed by the kernels
+    that read it (``free_recomputes``): arithmetic costs a GPU less than memory traffic.
+    On numpy (``gpu=False``) every pass is paid for, so both are stored once: a reshape of
+    a gather is a copy, made once.
     """
     predict_nodes = set(predict_nodes)
     nodes = [n for n in graph.nodes if OPS[n.op].kind != "leaf"]
@@ -185,9 +188,9 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None, implicit_
         kept_inside.update(cyclic)
     for i, k in enumerate(kernels):
         k.index, k.phase = i, phase(k.root)
-    kernels = free_views(merge_siblings(kernels), outputs, implicit_gemm)
-    if implicit_gemm:
-        kernels = free_gathers(kernels, outputs)
+    kernels = free_views(merge_siblings(kernels), outputs, gpu)
+    if gpu:
+        kernels = free_recomputes(free_gathers(kernels, outputs), outputs)
     for i, k in enumerate(kernels):
         k.index = i
         inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
@@ -208,10 +211,13 @@ def _assign(nodes, users, outputs, kept_inside, phase, hints):
     owner, joined, reasons, heavy, rows = {}, {}, {}, {}, {}
     for n in reversed(nodes):
         reason = _boundary_reason(n, users, outputs)
+        if reason is not None and _epilogue_dag(n, users, outputs, owner, rows):
+            reason = None  # a matmul's result read by several ops of its one epilogue
         if reason is None:
-            (user,) = users[n]
+            user = users[n][0]
             root = owner[user]
-            reason = _join_rule(n, user, user is root, heavy.get(root), joined[root])
+            reason = next((r for r in (_join_rule(n, u, u is root, heavy.get(root), joined[root])
+                                       for u in users[n]) if r is not None), None)
             if reason is None and root in rows:
                 reason = _row_misfit(n, joined[root], rows[root], users)
             limit = MAX_ROW_NODES if root in rows else MAX_NODES
@@ -237,6 +243,16 @@ def _assign(nodes, users, outputs, kept_inside, phase, hints):
         if OPS[n.op].kind in HEAVY:
             heavy[n] = n
     return owner, joined, reasons, rows
+
+
+def _epilogue_dag(n, users, outputs, owner, rows):
+    """Whether matmul ``n``, read by several nodes, can still join their kernel: they are
+    all in one kernel (not a row-wise one), so its epilogue reads the result twice from
+    registers (the backward of ``x * Phi(x)``: ``g * Phi(x) + (g * x) * phi(x)``)."""
+    if OPS[n.op].kind != "contraction" or n in outputs or len(users[n]) < 2:
+        return False
+    roots = {owner[u] for u in users[n]}
+    return len(roots) == 1 and all(r not in rows for r in roots)
 
 
 def _ordered(nodes, owner, joined, reasons, rows, users, outputs):
@@ -526,11 +542,11 @@ def _reads_through(c, m, view):
     return True
 
 
-def free_views(kernels, outputs, implicit_gemm=True):
+def free_views(kernels, outputs, gpu=True):
     """``kernels`` without those that only view a buffer (one reshape, transpose or
     broadcast of a leaf or a kernel's result, no graph output): each kernel that reads such
     a view computes it itself (index arithmetic, strides), instead of reading a copy.
-    Without ``implicit_gemm`` a reshape of a gather's result (numpy's sliding windows, a
+    On numpy (not ``gpu``) a reshape of a gather's result (numpy's sliding windows, a
     strided view whose reshape copies) stays a kernel: the forward and backward matmuls of
     a convolution then share one im2col copy."""
     readers = {}
@@ -543,7 +559,7 @@ def free_views(kernels, outputs, implicit_gemm=True):
         v = k.root
         if len(k.members) != 1 or not OPS[v.op].view or v in outputs or v.inputs[0] in gone:
             continue
-        if not implicit_gemm and OPS[v.op].view == "relabel" and OPS[v.inputs[0].op].numpy_windows:
+        if not gpu and OPS[v.op].view == "relabel" and OPS[v.inputs[0].op].numpy_windows:
             continue
         users = readers.get(v, [])
         if not users or not all(_reads_through(c, m, v) for c, m in users):
@@ -589,6 +605,55 @@ def free_gathers(kernels, outputs):
         for c in users:
             c.groups[0][:0] = k.members
             c.members[:0] = k.members
+        gone.add(k)
+    return [k for k in kernels if k not in gone]
+
+
+def _kernel_reads(k):
+    """The nodes kernel ``k`` reads (computed elsewhere; constants are inlined)."""
+    inside = set(k.members)
+    return {i: None for m in k.members for i in m.inputs if i not in inside and not is_const(i)}
+
+
+def _recomputable(k, outputs):
+    """Whether kernel ``k`` only computes elementwise values of what it reads."""
+    return (len(k.groups) == 1 and not k.rows and k.root not in outputs and all(
+        OPS[m.op].kind == "elementwise" and OPS[m.op].triton is None for m in k.members))
+
+
+def _recomputes_in(c, k):
+    """Whether kernel ``c`` can compute ``k``'s result where it reads it: elementwise ops
+    of its shape or a reduction of it in ``c``'s first group read it (no view, matmul
+    operand, loss or row; so it is computed once per element it had), the
+    kernel stays within ``MAX_NODES``, and it reads at most one buffer more for it (in
+    place of ``k``'s result: never more memory traffic)."""
+    readers = [m for m in c.members if any(i is k.root for i in m.inputs)]
+    if c.rows or len(c.groups) > 1 or len(c.members) + len(k.members) > MAX_NODES:
+        return False
+    if not all(OPS[m.op].kind in ("elementwise", "reduce") and OPS[m.op].triton is None
+               and contains(c.groups[0], m)
+               and (m.shape == k.root.shape or OPS[m.op].kind == "reduce") for m in readers):
+        return False
+    return sum(1 for i in _kernel_reads(k) if i not in _kernel_reads(c)) <= 1
+
+
+def free_recomputes(kernels, outputs):
+    """``kernels`` without those that only compute elementwise values read by kernels that
+    can compute them too (``_recomputes_in``): each reader computes the value from
+    the buffers it is made of, instead of reading a stored copy.  A GPU's arithmetic is
+    cheaper than the store and the reads (GELU's ``Phi(x)`` is read by the forward
+    ``x * Phi(x)`` and by the backward; ``x / sqrt(2)`` by two ops of one kernel)."""
+    gone = set()
+    for k in kernels:
+        if not _recomputable(k, outputs):
+            continue
+        users = [c for c in kernels if c is not k and c not in gone
+                 and any(i is k.root for i in _kernel_reads(c))]
+        if not users or not all(_recomputes_in(c, k) for c in users):
+            continue
+        for c in users:  # k's members first, in order (c may already recompute some of them)
+            c.groups[0] = k.members + [m for m in c.groups[0] if not contains(k.members, m)]
+            c.members = list(c.groups[0])
         gone.add(k)
     return [k for k in kernels if k not in gone]
 

@@ -31,7 +31,8 @@ def traffic(model, dtype="float32", backend="triton"):
 
     kernels = kernels_of(model, training_graph(model), backend)
     fused = sum((cost.kernel_cost(k, dtype).bytes for k in kernels), sympy.S.Zero)
-    ops = [m for k in kernels for m in k.members if cost.node_cost(m).flops != 0]
+    ops = list(dict.fromkeys(  # each op once, also one that several kernels recompute
+        m for k in kernels for m in k.members if cost.node_cost(m).flops != 0))
     unfused = sympy.S.Zero
     for n in ops:
         unfused += sum((cost.nbytes(i, dtype) for i in n.inputs if not is_const(i)), sympy.S.Zero)

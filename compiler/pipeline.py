@@ -65,8 +65,9 @@ def kernels_of(model, graph, backend="triton"):
     """The partition of ``graph`` for ``backend``, each kernel labelled forward, loss,
     metric or backward: by what the graph's own outputs need (``optimize`` may have
     rewritten the model's nodes, and ``predict`` runs the forward kernels alone).  The
-    backends differ only in convolutions' windows: computed in the matmuls that read them
-    on Triton, copied once and stored on numpy."""
+    backends differ in what is recomputed: on Triton a convolution's windows are computed
+    by the matmuls that read them and an elementwise value by the kernels that read it;
+    on numpy both are stored once (``fusion.partition``'s ``gpu``)."""
     outs = graph.outputs
 
     def needs(keys):
@@ -77,7 +78,7 @@ def kernels_of(model, graph, backend="triton"):
     forward = needs(["loss", *names, *state,
                      *(key for key in outs if key.startswith(("metric:", "eval:")))])
     predict = needs([*names, *(f"eval:{name}" for name in names), *state])
-    return partition(graph, forward, predict, needs(["loss"]), implicit_gemm=backend == "triton")
+    return partition(graph, forward, predict, needs(["loss"]), gpu=backend == "triton")
 
 
 def emitter(backend, dtype, input_precision="ieee"):

@@ -59,12 +59,18 @@ def test_missing_rules_asks_a_reduction_for_its_scalarization_and_triton_code():
     assert f"{probe.name}: triton_passes and triton_row" in missing
 
 
-@pytest.mark.parametrize("act", ["gelu", "softsign", "tanh", "heaviside"])
+@pytest.mark.parametrize("act", ["gelu_tanh", "softsign", "tanh", "heaviside"])
 def test_any_elementwise_op_of_one_tensor_is_an_activation(act):
     x = Input("x", ("B", 3))
     out = nn.Dense(3, 2, act=act, name="d")(x)
     assert out.op == act
     Model([x], loss=F.sum(out))
+
+
+def test_gelu_is_an_activation_made_of_two_ops():
+    x = Input("x", ("B", 3))
+    out = nn.Dense(3, 2, act="gelu", name="d")(x)
+    assert out.op == "mul" and out.inputs[1].op == "ndtr" and out.inputs[1].inputs[0] is out.inputs[0]
 
 
 def test_an_activation_must_be_an_elementwise_op_of_one_tensor():

@@ -206,12 +206,17 @@ def clip(x, min=None, max=None):  # noqa: A002
 
 
 def gelu(x, approximate="none"):
-    """``torch.nn.functional.gelu``: ``x * Phi(x)`` (``approximate="none"``) or its tanh
-    approximation (``"tanh"``)."""
+    """``torch.nn.functional.gelu``: ``x * ndtr(x)`` (``approximate="none"``; ``ndtr`` is
+    Phi, the normal distribution function) or its tanh approximation (``"tanh"``, one op).
+    Two ops, so that the backward pass can read the forward's ``Phi(x)``: numpy stores it
+    and evaluates erf once, Triton computes it again where it is read (cheaper there)."""
     if approximate not in ("none", "tanh"):
         raise GradcError(f"gelu's approximate must be 'none' or 'tanh', got {approximate!r}",
                          where=user_location())
-    return _ew("gelu" if approximate == "none" else "gelu_tanh", x)
+    if approximate == "tanh":
+        return _ew("gelu_tanh", x)
+    x = _as_number(x)
+    return x * _ew("ndtr", x)
 
 
 def greater(a, b):

@@ -138,8 +138,8 @@ _elementwise("softplus", S.Softplus, doc="log(1 + exp(a)), overflow-free", funct
              function_flops=3, numpy_code="numpy.logaddexp(0, {0})", triton_code="_softplus({0})")
 _elementwise("relu", S.Relu, doc="max(a, 0); derivative 0 at 0", function=S.Relu,
              numpy_code="numpy.maximum({0}, 0)", triton_code=f"tl.maximum({{0}}, 0.0, {_NAN})")
-_elementwise("gelu", lambda a: a / 2 * (1 + sympy.erf(a / sympy.sqrt(2))),
-             doc="a * Phi(a), Phi the normal distribution function (exact, via erf)")
+_elementwise("ndtr", lambda a: (1 + sympy.erf(a / sympy.sqrt(2))) / 2,
+             doc="Phi(a), the standard normal distribution function (torch.special.ndtr)")
 _elementwise("gelu_tanh", lambda a: a / 2 * (1 + sympy.tanh(
     sympy.Float("0.79788456080286535588", 17) * (a + sympy.Float("0.044715", 17) * a**3))),
     doc="a/2 * (1 + tanh(sqrt(2/pi) * (a + 0.044715 a^3))), gelu's tanh approximation")
