@@ -116,13 +116,68 @@ def erf_float32(x):
     return np.tanh(out, out=out)
 
 
-def _softmax_parts(z):
-    """``(m, exp(z - m), its row sums)``, ``m`` the row maximum (0 where not finite)."""
-    m = z.max(axis=1, keepdims=True)
+def _softmax_parts(z, m=None):
+    """``(m, exp(z - m), its row sums)``, ``m`` the row maximum (0 where not finite; given,
+    or found here)."""
+    m = row_max(z) if m is None else m
     if not np.isfinite(m).all():
         m = np.where(np.isfinite(m), m, 0)
     e = np.exp(z - m)
-    return m, e, e.sum(axis=1, keepdims=True)
+    return m, e, row_sums(e, 1, True)
+
+
+SHORT_ROW = 32  # rows of at most this many elements: reduced as columns (see row_max)
+
+
+def row_max(z):
+    """The maximum of each row of a 2-D ``z``, kept as a column.  Short rows (a loss's
+    classes) are made columns first, in one copy: numpy reduces a short row at a time
+    (512 rows of 11: 24 µs), columns in a few vector passes (4 µs)."""
+    if 1 < z.shape[1] <= SHORT_ROW and z.shape[0] > 1:
+        return np.ascontiguousarray(z.T).max(axis=0)[:, None]
+    return z.max(axis=1, keepdims=True)
+
+
+def _ones(length, dtype):
+    """A vector of ``length`` ones, made once per length and dtype."""
+    key = (length, np.dtype(dtype))
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = np.ones(length, dtype)
+    return ones
+
+
+def row_sums(x, n, keepdims):
+    """``x`` summed over its last ``n`` axes as one BLAS matrix-vector product with a vector
+    of ones (numpy reduces one short row at a time: 512 rows of 64 floats take 15 µs as
+    ``x.sum(axis=-1)``, 4 µs as ``x @ ones``); numpy's own sum where BLAS does not apply
+    (no floats, not contiguous, empty).
+
+    >>> x = np.arange(24.0).reshape(2, 3, 4)
+    >>> row_sums(x, 1, True).tolist() == x.sum(axis=2, keepdims=True).tolist()
+    True
+    >>> row_sums(x, 2, False).tolist()
+    [66.0, 210.0]
+    """
+    x = np.asarray(x)
+    axes = tuple(range(x.ndim - n, x.ndim))
+    lead, length = x.shape[:x.ndim - n], math.prod(x.shape[x.ndim - n:])
+    if x.dtype.kind != "f" or not x.flags.c_contiguous or not x.size or not n:
+        return x.sum(axis=axes, keepdims=keepdims)
+    out = x.reshape(-1, length) @ _ones(length, x.dtype)
+    return out.reshape(lead + (1,) * n if keepdims else lead)
+
+
+def relu(x):
+    """``max(x, 0)`` elementwise (NaN stays NaN) as numpy's maximum against an array of
+    zeros: numpy's maximum with a number is not vectorized (49 µs against 23 on (8192, 16)
+    float32)."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or not x.ndim:
+        return np.maximum(x, 0)
+    out = np.empty_like(x)
+    out.fill(0)
+    return np.maximum(x, out, out=out)
 
 
 def _rows_and_labels(z, labels, ignore_index):
@@ -170,16 +225,17 @@ def softmax_cross_entropy_fused(z, labels, g, wanted, ignore_index=-100, label_s
     counted, rows, picked = _rows_and_labels(z, labels, ignore_index)
     count, eps = np.count_nonzero(counted), label_smoothing
     results = {}
+    top = row_max(z) if n and c else z.max(axis=1, initial=-np.inf, keepdims=True)
     if "accuracy" in wanted:
         chosen = np.zeros(n, z.dtype)
         chosen[rows] = z[rows, picked]
-        hits = np.count_nonzero(counted & (chosen >= z.max(axis=1, initial=-np.inf)))
+        hits = np.count_nonzero(counted & (chosen >= top[:, 0]))
         results["accuracy"] = _mean(hits, count, z.dtype)
     if "loss" in wanted or "grad" in wanted:
         if n == 0:
             results.update(loss=_mean(0, 0, z.dtype), grad=np.zeros(shape, z.dtype))
         else:
-            m, e, s = _softmax_parts(z)
+            m, e, s = _softmax_parts(z, top)
             # per labelled row log(s) + m - z[label], as log(s) + (m - z[label]): the shift
             # cancels exactly, so logits of 1e4 keep full precision; other rows add 0
             per_row = np.log(s[rows, 0]) + (1 - eps) * (m[rows, 0] - z[rows, picked])

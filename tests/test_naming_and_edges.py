@@ -200,3 +200,18 @@ def test_expm1_and_log1p_agree_on_both_backends_where_exp_overflows(dtype, value
     for key, ref in (("e", torch.expm1(t)), ("l", torch.log1p(t))):
         np.testing.assert_allclose(ours[key], ref.numpy(), rtol=1e-6)
         np.testing.assert_allclose(theirs[key], ref.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_gradient_of_a_sum_keeps_its_parentheses(backend):
+    """``0.5 * stop_gradient(0.7 p + 0.2)`` once printed as ``0.5*0.7*p + 0.2`` on both
+    backends: the identity printed its argument bare.  Values as PyTorch's ``detach``."""
+    p, r = Param("p", (3,)), Input("r", (3,), dtype="float64")
+    out = F.stop_gradient(0.7 * p + 0.2) * 0.5 + p * p
+    prog = compile(Model([r], {"out": out}, F.sum(out * r)), backend=backend, dtype="float64")
+    params, batch = {"p": np.array([1.0, 2.0, -3.0])}, {"r": np.array([1.0, -2.0, 0.5])}
+    tp = torch.tensor(params["p"], requires_grad=True)
+    t_out = (0.7 * tp + 0.2).detach() * 0.5 + tp * tp
+    (t_out * torch.tensor(batch["r"])).sum().backward()
+    assert np.allclose(prog.predict(params, batch)["out"], t_out.detach().numpy(), rtol=1e-14)
+    assert np.allclose(prog.loss_and_grad(params, batch)[1]["p"], tp.grad.numpy(), rtol=1e-14)

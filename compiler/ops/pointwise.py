@@ -137,7 +137,7 @@ _elementwise("sigmoid", S.Sigmoid, doc="1 / (1 + exp(-a)), overflow-free", funct
 _elementwise("softplus", S.Softplus, doc="log(1 + exp(a)), overflow-free", function=S.Softplus,
              function_flops=3, numpy_code="numpy.logaddexp(0, {0})", triton_code="_softplus({0})")
 _elementwise("relu", S.Relu, doc="max(a, 0); derivative 0 at 0", function=S.Relu,
-             numpy_code="numpy.maximum({0}, 0)", triton_code=f"tl.maximum({{0}}, 0.0, {_NAN})")
+             numpy_code="_rt.relu({0})", triton_code=f"tl.maximum({{0}}, 0.0, {_NAN})")
 _elementwise("ndtr", lambda a: (1 + sympy.erf(a / sympy.sqrt(2))) / 2,
              doc="Phi(a), the standard normal distribution function (torch.special.ndtr)")
 _elementwise("gelu_tanh", lambda a: a / 2 * (1 + sympy.tanh(
@@ -160,7 +160,7 @@ _elementwise("minimum", S.Minimum, doc="elementwise min; ties split the gradient
              triton_code=f"tl.minimum({{0}}, {{1}}, {_NAN})", arity=2)
 _elementwise("stop_gradient", S.StopGradient, doc="identity with zero derivative",
              differentiable=False, flops=0, function=S.StopGradient, function_flops=0,
-             numpy_code="{0}", triton_code="{0}")
+             numpy_code="({0})", triton_code="({0})")  # in parentheses: 0.5*(a + b)
 # Comparisons give booleans and have no derivative.
 for _name, _fn in (("greater", S.Greater), ("greater_equal", S.GreaterEqual),
                    ("less", S.Less), ("less_equal", S.LessEqual), ("equal", S.Equal),

@@ -71,18 +71,24 @@ def _logsumexp_jvp(node, t):
 
 
 FOLD_LIMIT = 16  # a reduction over trailing axes of at most this many elements: folded
+ROW_LIMIT = 4096  # a sum over trailing axes of at most this many elements: a BLAS product
 
 
-def _numpy_reduce(fn, fold=None):
+def _numpy_reduce(fn, fold=None, rows=None):
     """``x.sum(axis=...)``; over the last axes of at most ``FOLD_LIMIT`` elements (a pooling
-    window, a short row), one elementwise ``fold`` per element of them (``_rt.fold_last``)."""
+    window, a short row), one elementwise ``fold`` per element of them (``_rt.fold_last``);
+    over the last axes of rows up to ``ROW_LIMIT`` (a layer norm's), ``rows``, a function
+    of the array, the number of axes and keepdims (``_rt.row_sums``)."""
     def emit(node, args):
         axes, keepdims = node.attr("axes"), node.attr("keepdims")
         x = node.inputs[0]
         window = [x.shape[a] for a in axes]
-        if fold and axes == tuple(range(x.ndim - len(axes), x.ndim)) and axes and \
-                all(isinstance(d, int) for d in window) and 1 <= numel(window) <= FOLD_LIMIT:
+        trailing = axes == tuple(range(x.ndim - len(axes), x.ndim)) and axes and \
+            all(isinstance(d, int) for d in window)
+        if fold and trailing and 1 <= numel(window) <= FOLD_LIMIT:
             return f"_rt.fold_last({fold}, {args[0]}, {len(axes)}, {keepdims})"
+        if rows and trailing and numel(window) <= ROW_LIMIT and len(axes) < x.ndim:
+            return f"{rows}({args[0]}, {len(axes)}, {keepdims})"
         if fn.startswith("."):  # the ndarray method skips numpy's Python-level wrapper
             return f"{paren(args[0])}{fn}(axis={axes}, keepdims={keepdims})"
         return f"{fn}({args[0]}, axis={axes}, keepdims={keepdims})"
@@ -156,7 +162,8 @@ def _logsumexp_flops(node):
 
 
 register(OpDef("sum", "reduce", shape=_reduce_shape, dtype=_float, vjp=_sum_vjp, jvp=_sum_jvp,
-               numpy=_numpy_reduce(".sum", "numpy.add"), numpy_out=_numpy_reduce_out(".sum"),
+               numpy=_numpy_reduce(".sum", "numpy.add", "_rt.row_sums"),
+               numpy_out=_numpy_reduce_out(".sum"),
                scalarize=_scalarize(lambda xs: sympy.Add(*xs)), triton_passes=(_SUM,),
                triton_row=_row("tl.sum", "0.0"), doc="sum over axes", flops=_folded))
 register(OpDef("max", "reduce", shape=_reduce_shape, dtype=_float, vjp=_max_vjp, jvp=_max_jvp,
