@@ -624,7 +624,8 @@ def _recomputable(k, outputs):
 def _recomputes_in(c, k):
     """Whether kernel ``c`` can compute ``k``'s result where it reads it: elementwise ops
     of its shape or a reduction of it in ``c``'s first group read it (no view, matmul
-    operand, loss or row; so it is computed once per element it had), the
+    operand, loss or row; so it is computed once per element it had; in a reduction
+    kernel, only what flows into the reduction), the
     kernel stays within ``MAX_NODES``, and it reads at most one buffer more for it (in
     place of ``k``'s result: never more memory traffic)."""
     readers = [m for m in c.members if any(i is k.root for i in m.inputs)]
@@ -634,7 +635,22 @@ def _recomputes_in(c, k):
                and contains(c.groups[0], m)
                and (m.shape == k.root.shape or OPS[m.op].kind == "reduce") for m in readers):
         return False
+    reduction = next((m for m in c.members if OPS[m.op].kind == "reduce"), None)
+    if reduction is not None and not all(contains(_feeding(reduction, c.members), m)
+                                         for m in readers):
+        return False  # after its reduction, a kernel computes on reduced values only
     return sum(1 for i in _kernel_reads(k) if i not in _kernel_reads(c)) <= 1
+
+
+def _feeding(node, members):
+    """``node`` and the members whose values flow into it."""
+    found, stack = [node], [node]
+    while stack:
+        for i in stack.pop().inputs:
+            if contains(members, i) and not contains(found, i):
+                found.append(i)
+                stack.append(i)
+    return found
 
 
 def free_recomputes(kernels, outputs):

@@ -175,3 +175,20 @@ def test_regression_a_number_in_a_row_kernel_keeps_the_kernels_float_type():
     kernel's temporary the bare literal ``0.0``, a float32 in Triton, so a float64 kernel
     computed ``log(2)`` in float32 (2.7e-9 off numpy)."""
     check((1, 2, [(2,)], [("binary", 0, 0, 1), ("reduce", 1, 0, 82)], 0))
+
+
+def test_regression_an_elementwise_kernel_that_is_a_number_keeps_its_float_type():
+    """Found by the fuzzer once Triton recomputed values: ``tanh(softplus(p - p))`` folds to
+    a number, which an elementwise kernel filled in as float32 (``tanh(1.0)`` of a float32
+    literal), 5e-9 off numpy in float64, and a power of such a number failed to print;
+    ``stop_gradient`` of a sum, scaled, printed without
+    its parentheses; a value read after a reduction was recomputed where only reduced
+    values exist."""
+    check((1, 1, [()], [("binary", 0, 0, 1), ("unary", 1, 0, 26), ("unary", 2, 0, 0)], 0))
+    check((1, 1, [()], [("unary", 0, 0, 0), ("unary", 0, 0, 58), ("unary", 0, 0, 0),
+                        ("unary", 0, 0, 0), ("unary", 92, 0, 11)], 0))
+    check((1, 1, [(1,)], [("unary", 0, 0, 0), ("reduce", 1, 0, 53)], 0))
+    check((1, 1, [(), ()], [("unary", 0, 0, 0), ("unary", 0, 0, 0), ("binary", 0, 0, 1),
+                            ("binary", 4, 0, 52)], 0))  # (1.2 + sigmoid(0)) ** x: no float()
+    check((1, 2, [(), (2,)], [("unary", 1, 0, 0), ("unary", 0, 0, 0), ("binary", 2, 2, 1),
+                              ("unary", 4, 0, 51)], 0))  # the same in a row-wise kernel

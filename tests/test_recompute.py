@@ -81,3 +81,22 @@ def test_gelu_and_a_twice_read_matmul_match_pytorch_in_float64(backend):
     assert abs(loss - tl.item()) <= 1e-12 * abs(tl.item())
     for k, t in tp.items():
         assert np.abs(grads[k] - t.grad.numpy()).max() <= 1e-10 * np.abs(t.grad.numpy()).max(), k
+
+
+@pytest.mark.parametrize("backend", ["numpy", "triton"])
+def test_a_value_read_after_a_reduction_is_stored(backend):
+    """``tanh(p) - max(tanh(p))`` in one reduction kernel (a softmax over one element, no
+    row-wise kernel): the subtraction comes after the max, where the kernel holds reduced
+    values only, so Triton reads ``tanh(p)`` from memory (recomputing it there was a
+    KeyError, found by the fuzzer)."""
+    p, r = Param("p", (1,)), Input("r", (1,), dtype="float64")
+    out = F.softmax(F.tanh(p), axis=0) * 3.0 + F.tanh(p)
+    model = Model([r], {"out": out}, F.sum(out * r))
+    prog = compile(model, backend=backend, dtype="float64")
+    params, batch = {"p": np.array([0.3])}, {"r": np.array([-1.5])}
+    tp = torch.tensor(params["p"], requires_grad=True)
+    t_out = torch.softmax(torch.tanh(tp), 0) * 3.0 + torch.tanh(tp)
+    (t_out * torch.tensor(batch["r"])).sum().backward()
+    loss, grads = prog.loss_and_grad(params, batch)
+    assert abs(loss - float((t_out * torch.tensor(batch["r"])).sum().detach())) <= 1e-14
+    assert np.allclose(grads["p"], tp.grad.numpy(), rtol=1e-12)

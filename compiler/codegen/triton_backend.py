@@ -331,7 +331,7 @@ class TritonEmitter:
             value = reads.value(top, exprs, k.members, operands)
             text = print_triton(value, self.dtype)
             if not any(s.name.startswith("v") for s in sympy.sympify(value).free_symbols):
-                text = f"tl.zeros([BLOCK], tl.float32) + ({text})"
+                text = f"tl.zeros([BLOCK], {self.float_type}) + ({text})"  # a number
             body.append(f"result = {text}")
         out_dtype = {"bool": "torch.bool", "int": "torch.int64"}.get(top.dtype, "DTYPE")
         ctx = dict(operands=operands, dims=dims, body=body, space=shape_code(top.shape),
@@ -399,7 +399,10 @@ class TritonEmitter:
 
     def _number(self, value):
         """A number as a scalar of the kernel's float type (a bare literal is float32)."""
-        value = float(value)
+        try:
+            value = float(value)
+        except TypeError:  # a gradc function of literals (Sigmoid(0)): printed in the type
+            return f"(tl.zeros([], {self.float_type}) + {print_triton(value, self.dtype)})"
         code = repr(value) if math.isfinite(value) else f'float("{value}")'
         return f"tl.full([], {code}, {self.float_type})"
 

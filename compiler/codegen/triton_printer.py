@@ -44,8 +44,9 @@ class TritonPrinter(PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, ex = expr.args
-        if expr.is_number and expr.is_finite:  # sqrt(2): a literal, not an op on a float32 one
-            return self._print_Float(sympy.Float(expr.evalf(17), 17))
+        if expr.is_number and expr.is_finite and _value(expr) is not None:
+            return self._print_Float(sympy.Float(_value(expr)))  # sqrt(2): a literal, not an
+            # op on a float32 one
         b = self.parenthesize(base, PRECEDENCE["Mul"])
         if ex == 1:
             return b
@@ -61,8 +62,9 @@ class TritonPrinter(PythonCodePrinter):
             log_b = self._print_Float(sympy.log(base).evalf(17))
             return f"tl.exp({self.parenthesize(ex, PRECEDENCE['Mul'])}*{log_b})"
         base_code = self._print(base)
-        if base.is_number and self.exact_type:  # a literal is float32: log(2) would round
-            base_code = f"tl.full([], {float(base)!r}, {self.exact_type})"
+        if base.is_number and self.exact_type and _value(base) is not None:
+            base_code = f"tl.full([], {_value(base)!r}, {self.exact_type})"  # (a literal:
+            # float32, so log(2) would round; a function of literals is exact already)
         return f"_pow({base_code}, {self._print(ex)})"
 
     def _print_Infinity(self, expr):
@@ -80,7 +82,20 @@ class TritonPrinter(PythonCodePrinter):
         return super()._print_Mul(expr)
 
     def _print(self, expr, **kwargs):
+        if self.exact_type and isinstance(expr, sympy.Function) and expr.is_number:
+            # a function of literals computes in float32 (tanh(1.0)): in float64, fulls
+            expr = expr.xreplace({a: sympy.Symbol(f"tl.full([], {float(a)!r}, {self.exact_type})")
+                                  for a in expr.args if a.is_Number and a.is_finite})
         return print_function(self, expr, "triton_code") or super()._print(expr, **kwargs)
+
+
+def _value(number):
+    """A sympy number as a float, or None when sympy cannot evaluate it (a gradc function
+    such as ``Sigmoid(0)`` has no numeric evaluation)."""
+    try:
+        return float(number)
+    except TypeError:
+        return None
 
 
 _printers = {None: TritonPrinter(), "float64": TritonPrinter("tl.float64")}
