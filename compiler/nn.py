@@ -25,14 +25,14 @@ from compiler.shapes import numel
 from runtime.errors import GradcError
 
 IDENTITY = ("identity", "linear")
-COMPOSED = ("gelu",)  # activations that are functions of ops, not ops: F.gelu is x * ndtr(x)
 
 
 def activations():
     """The names ``act=`` takes: ``identity``, ``linear``, ``gelu`` and every elementwise op
     of one tensor (``relu``, ``tanh``, a user's ``F.elementwise`` op, ...)."""
-    return list(IDENTITY) + list(COMPOSED) + [name for name, op in OPS.items()
-                                              if op.kind == "elementwise" and op.arity == 1]
+    return list(IDENTITY) + list(F.COMPOSED_ACTIVATIONS) + [
+        name for name, op in OPS.items() if op.kind == "elementwise" and op.arity == 1
+        and name not in F.COMPOSED_ACTIVATIONS]
 
 
 def activation(act):

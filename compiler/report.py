@@ -135,15 +135,26 @@ def _kernels(model, graph, kernels, batch, gpu, backends, model_file, share):
 
 def _sources_by_root(text, rows, share):
     """``{row name: source}``: each row's kernel in the module ``text``, the kernel there
-    with the same root node (the last of its nodes).  The backends' partitions differ only
-    where a convolution's windows are computed (Triton's matmuls compute them, numpy stores
-    them): a numpy kernel that stores windows has no Triton counterpart."""
-    roots = {k["nodes"][-1].split()[0]: k["name"]
-             for k in module_table(text, "KERNELS") if k["nodes"]}
+    with the same root node (the last of its nodes).  The backends' partitions differ where
+    Triton recomputes what numpy stores (a convolution's windows, an elementwise value such
+    as GELU's ``ndtr(x)``): such a row's source here is a comment naming the kernels that
+    compute its result."""
+    table = [k for k in module_table(text, "KERNELS") if k["nodes"]]
+    roots = {k["nodes"][-1].split()[0]: k["name"] for k in table}
+    inside = {}  # node id -> the kernels here that compute it
+    for k in table:
+        for node in k["nodes"]:
+            inside.setdefault(node.split()[0], []).append(k["name"])
     theirs = {r["name"]: roots.get(r["nodes"][-1].split()[0]) if r["nodes"] else r["name"]
               for r in rows}  # (an update kernel has no nodes, and the same name)
     sources = kernel_sources(text, [n for n in theirs.values() if n], share)
-    return {mine: sources.get(name, "") for mine, name in theirs.items() if name}
+    out = {mine: sources.get(name, "") for mine, name in theirs.items() if name}
+    for r in rows:
+        if r["nodes"] and r["name"] not in out:
+            names = inside.get(r["nodes"][-1].split()[0], [])
+            out[r["name"]] = (f"# no kernel of its own: {', '.join(names)} compute(s) its result "
+                              "where they read it" if names else "")
+    return out
 
 
 def _source(model_file, graph, kernels):

@@ -205,6 +205,9 @@ def clip(x, min=None, max=None):  # noqa: A002
     return out
 
 
+COMPOSED_ACTIVATIONS = ("gelu",)  # act= names of F functions made of several ops
+
+
 def gelu(x, approximate="none"):
     """``torch.nn.functional.gelu``: ``x * ndtr(x)`` (``approximate="none"``; ``ndtr`` is
     Phi, the normal distribution function) or its tanh approximation (``"tanh"``, one op).
