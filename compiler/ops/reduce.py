@@ -71,14 +71,13 @@ def _logsumexp_jvp(node, t):
 
 
 FOLD_LIMIT = 16  # a reduction over trailing axes of at most this many elements: folded
-ROW_LIMIT = 4096  # a sum over trailing axes of at most this many elements: a BLAS product
 
 
 def _numpy_reduce(fn, fold=None, rows=None):
     """``x.sum(axis=...)``; over the last axes of at most ``FOLD_LIMIT`` elements (a pooling
     window, a short row), one elementwise ``fold`` per element of them (``_rt.fold_last``);
-    over the last axes of rows up to ``ROW_LIMIT`` (a layer norm's), ``rows``, a function
-    of the array, the number of axes and keepdims (``_rt.row_sums``)."""
+    over other last axes of a known size (a layer norm's rows), ``rows``, a function of the
+    array, the number of axes and keepdims (``_rt.row_sums``)."""
     def emit(node, args):
         axes, keepdims = node.attr("axes"), node.attr("keepdims")
         x = node.inputs[0]
@@ -87,7 +86,7 @@ def _numpy_reduce(fn, fold=None, rows=None):
             all(isinstance(d, int) for d in window)
         if fold and trailing and 1 <= numel(window) <= FOLD_LIMIT:
             return f"_rt.fold_last({fold}, {args[0]}, {len(axes)}, {keepdims})"
-        if rows and trailing and numel(window) <= ROW_LIMIT and len(axes) < x.ndim:
+        if rows and trailing and len(axes) < x.ndim:
             return f"{rows}({args[0]}, {len(axes)}, {keepdims})"
         if fn.startswith("."):  # the ndarray method skips numpy's Python-level wrapper
             return f"{paren(args[0])}{fn}(axis={axes}, keepdims={keepdims})"
