@@ -193,12 +193,7 @@ def partition(graph, forward_nodes, predict_nodes=(), loss_nodes=None, gpu=True)
         kernels = free_recomputes(free_gathers(kernels, outputs), outputs)
     for i, k in enumerate(kernels):
         k.index = i
-        inside, reads = set(k.members), {}  # sets and dicts: nodes compare by identity
-        for m in k.members:
-            for inp in m.inputs:
-                if inp not in inside and not is_const(inp):
-                    reads[inp] = None
-        k.inputs = list(reads)
+        k.inputs = list(_kernel_reads(k))
         k.name = kernel_name(i, k.groups)
     return kernels
 
@@ -610,8 +605,8 @@ def free_gathers(kernels, outputs):
 
 
 def _kernel_reads(k):
-    """The nodes kernel ``k`` reads (computed elsewhere; constants are inlined)."""
-    inside = set(k.members)
+    """The nodes kernel ``k`` reads, in order (computed elsewhere; constants are inlined)."""
+    inside = set(k.members)  # sets and dicts: nodes compare by identity
     return {i: None for m in k.members for i in m.inputs if i not in inside and not is_const(i)}
 
 

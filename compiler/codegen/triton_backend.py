@@ -27,7 +27,7 @@ import sympy
 from compiler.codegen.module import KernelCode
 from compiler.codegen.names import out_name
 from compiler.codegen.templates import render, render_macro
-from compiler.codegen.triton_printer import print_triton
+from compiler.codegen.triton_printer import number_value, print_triton
 from compiler.fusion import column_key, row_class
 from compiler.graph import contains
 from compiler.ops.leaf import is_const
@@ -399,10 +399,9 @@ class TritonEmitter:
 
     def _number(self, value):
         """A number as a scalar of the kernel's float type (a bare literal is float32)."""
-        try:
-            value = float(value)
-        except TypeError:  # a gradc function of literals (Sigmoid(0)): printed in the type
+        if number_value(value) is None:  # a gradc function of literals (Sigmoid(0))
             return f"(tl.zeros([], {self.float_type}) + {print_triton(value, self.dtype)})"
+        value = number_value(value)
         code = repr(value) if math.isfinite(value) else f'float("{value}")'
         return f"tl.full([], {code}, {self.float_type})"
 

@@ -44,8 +44,8 @@ class TritonPrinter(PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, ex = expr.args
-        if expr.is_number and expr.is_finite and _value(expr) is not None:
-            return self._print_Float(sympy.Float(_value(expr)))  # sqrt(2): a literal, not an
+        if expr.is_number and expr.is_finite and number_value(expr) is not None:
+            return self._print_Float(sympy.Float(number_value(expr)))  # sqrt(2): a literal, not an
             # op on a float32 one
         b = self.parenthesize(base, PRECEDENCE["Mul"])
         if ex == 1:
@@ -62,8 +62,8 @@ class TritonPrinter(PythonCodePrinter):
             log_b = self._print_Float(sympy.log(base).evalf(17))
             return f"tl.exp({self.parenthesize(ex, PRECEDENCE['Mul'])}*{log_b})"
         base_code = self._print(base)
-        if base.is_number and self.exact_type and _value(base) is not None:
-            base_code = f"tl.full([], {_value(base)!r}, {self.exact_type})"  # (a literal:
+        if base.is_number and self.exact_type and number_value(base) is not None:
+            base_code = f"tl.full([], {number_value(base)!r}, {self.exact_type})"  # (a literal:
             # float32, so log(2) would round; a function of literals is exact already)
         return f"_pow({base_code}, {self._print(ex)})"
 
@@ -89,7 +89,7 @@ class TritonPrinter(PythonCodePrinter):
         return print_function(self, expr, "triton_code") or super()._print(expr, **kwargs)
 
 
-def _value(number):
+def number_value(number):
     """A sympy number as a float, or None when sympy cannot evaluate it (a gradc function
     such as ``Sigmoid(0)`` has no numeric evaluation)."""
     try:
