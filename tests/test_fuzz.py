@@ -192,3 +192,13 @@ def test_regression_an_elementwise_kernel_that_is_a_number_keeps_its_float_type(
                             ("binary", 4, 0, 52)], 0))  # (1.2 + sigmoid(0)) ** x: no float()
     check((1, 2, [(), (2,)], [("unary", 1, 0, 0), ("unary", 0, 0, 0), ("binary", 2, 2, 1),
                               ("unary", 4, 0, 51)], 0))  # the same in a row-wise kernel
+
+
+def test_regression_a_broadcast_read_by_a_matmul():
+    """Found by the fuzzer: a matmul kernel read a broadcast operand as the smaller buffer
+    under it (``mean(p @ (p.T @ p))``: wrong gradients; and a crash where the epilogue's
+    shape came from that operand)."""
+    check((1, 2, [(1, 2)], [("unary", 0, 0, 0), ("binary", 0, 0, 41), ("reduce", 2, 0, 1)], 0))
+    check((3, 3, [(3, 3)], [("unary", 87, 0, 95), ("binary", 23, 18, 41), ("unary", 94, 80, 82),
+                            ("unary", 87, 0, 95), ("unary", 89, 60, 33), ("unary", 87, 0, 94),
+                            ("unary", 75, 18, 31), ("reduce", 82, 32, 0)], 0))

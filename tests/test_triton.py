@@ -158,6 +158,24 @@ def test_models_that_crashed_triton_codegen_match_numpy(build):
         assert rel_err(g, t_grads[name]) <= 1e-10, name
 
 
+def test_a_broadcast_a_matmul_reads_is_expanded_to_the_operands_shape():
+    """Found by the fuzzer: a broadcast read directly by a matmul (here the gradient of a
+    row mean for the weight, ``x.T @ broadcast(r / 5)``) reached the matmul kernel as the
+    (B, 1) buffer under it, so the kernel took N = 1: the weight's gradient was right in
+    its first column and memory past the buffer in the others, silently."""
+    import torch
+
+    x, r = Input("x", ("B", 4)), Input("r", ("B", 1))
+    model = Model([x, r], loss=F.sum(F.mean(x @ Param("w", (4, 5)), axis=-1, keepdims=True) * r))
+    rng = np.random.default_rng(1)
+    params = {"w": rng.normal(size=(4, 5))}
+    batch = {"x": rng.normal(size=(3, 4)), "r": rng.normal(size=(3, 1))}
+    tw = torch.tensor(params["w"], requires_grad=True)
+    (torch.tensor(batch["x"]) @ tw).mean(dim=-1, keepdim=True).mul(torch.tensor(batch["r"])).sum().backward()
+    for prog in both(model, "float64"):
+        assert rel_err(prog.loss_and_grad(params, batch)[1]["w"], tw.grad.numpy()) <= 1e-12
+
+
 @pytest.mark.parametrize("classifier", [False, True])
 def test_hvp_on_triton_matches_numpy(classifier):
     """The classifier's Hessian runs the cross-entropy gradient with a tangent scale."""

@@ -96,16 +96,16 @@ class _Reads:
     def __init__(self, names, sizes=()):
         self.names, self.sizes = names, set(sizes)
 
-    def operand(self, node, members, operands, suffix=""):
+    def operand(self, node, members, operands, suffix="", whole=False):
         """The symbol standing for ``node`` when it is read from memory (a buffer, or a
         view of one: see ``OpDef.view``), added to ``operands``; ``suffix`` extends the
-        host's view of it (``.unsqueeze(-1)``)."""
+        host's view of it (``.unsqueeze(-1)``); ``whole``: see ``view``."""
         for o in operands:
             if o["node"] is node:
                 return o["symbol"]
         if contains(members, node) and is_const(node.inputs[0]):
             return node.inputs[0].attr("value")  # a reshaped or broadcast constant
-        view = self.view(node, members)
+        view = self.view(node, members, whole)
         name = f"{operands.prefix}{len(operands)}"
         other = "0" if node.dtype == "int" else "0.0"
         operands.append({"node": node, "symbol": sympy.Symbol(name), "name": name,
@@ -113,9 +113,11 @@ class _Reads:
                          "other": other})
         return operands[-1]["symbol"]
 
-    def view(self, node, members):
+    def view(self, node, members, whole=False):
         """The host's code for ``node``: a buffer's name, or (a view op in ``members``, or a
-        chain of them) a strided view of the buffer under it."""
+        chain of them) a strided view of the buffer under it.  A broadcast last in the
+        chain is left to the kernel's expansion to its iteration space, unless ``whole``
+        (a matmul operand, whose view's shape is the operand's)."""
         chain = []
         while contains(members, node) and OPS[node.op].view:
             chain.append(node)
@@ -128,7 +130,7 @@ class _Reads:
             elif kind == "relabel":
                 code = f"{code}.reshape({shape_code(v.attr('shape'))})"
                 self.sizes.update(free_symbols(v.attr("shape")))
-            elif i < len(chain) - 1:  # a broadcast under another view
+            elif whole or i < len(chain) - 1:  # a broadcast under another view
                 code = f"_rt.expand({code}, {shape_code(v.shape)})"
                 self.sizes.update(free_symbols(v.shape))
             # (the last broadcast: expanding to the iteration space does it)
@@ -371,7 +373,7 @@ class TritonEmitter:
         chain, under = operand_chain(mm, position, members)
         if not (contains(members, under) and OPS[under.op].by_index):
             op = Operands("ab"[position])
-            reads.operand(mm.inputs[position], members, op)
+            reads.operand(mm.inputs[position], members, op, whole=True)
             return op[0]["view"], op[0]["base"], None
         side, (image,) = "ab"[position], under.inputs
         source = _Reads.under_views(image, members, [0] * image.ndim)[0]  # read through views
