@@ -117,11 +117,11 @@ def erf_float32(x):
 
 
 def _softmax_parts(z, m=None):
-    """``(m, exp(z - m), its row sums)``, ``m`` the row maximum (0 where not finite; given,
-    or found here)."""
+    """``(m, exp(z - m), its row sums)``, ``m`` the row maximum (given, or found here; 0
+    for a row of -inf).  A row holding +inf gives NaN, as PyTorch's cross_entropy does."""
     m = row_max(z) if m is None else m
-    if not np.isfinite(m).all():
-        m = np.where(np.isfinite(m), m, 0)
+    if (m == -np.inf).any():
+        m = np.where(m == -np.inf, 0, m)
     e = np.exp(z - m)
     return m, e, row_sums(e, 1, True)
 

@@ -49,6 +49,23 @@ def test_all_targets_ignored_gives_nan_and_zero_gradients_as_torch(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("row", [[np.inf, 1.0, 0.0], [-np.inf, 1.0, 0.0], [1.0, -np.inf, 0.0],
+                                 [-np.inf] * 3, [np.nan, 1.0, 0.0]])
+def test_infinite_and_nan_logits_give_torchs_loss_and_gradient(backend, row):
+    """A +inf logit makes PyTorch's loss and gradient NaN (the numpy backend gave inf); a
+    -inf logit is a class of probability 0 (infinite loss when it is the target)."""
+    z, k = Param("z", (2, 3)), Input("k", (2,), dtype="int64")
+    prog = compile(Model([k], loss=F.cross_entropy(z, k)), backend=backend, dtype="float64")
+    params, batch = {"z": np.array([row, [0.5, -1.0, 2.0]])}, {"k": np.array([1, 2])}
+    tz = torch.tensor(params["z"], requires_grad=True)
+    reference = torch.nn.functional.cross_entropy(tz, torch.tensor(batch["k"]))
+    reference.backward()
+    value, grads = prog.loss_and_grad(params, batch)
+    np.testing.assert_allclose(value, reference.item(), rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(grads["z"], tz.grad.numpy(), rtol=1e-12, atol=1e-15, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_with_ignored_targets_follows_torch(backend):
     """Logits (B, T, 5), one target in three ignored (-100, the default): nine SGD steps
     of minibatches of 4 sequences give PyTorch's losses and parameters, and the accuracy
