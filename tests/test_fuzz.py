@@ -48,12 +48,35 @@ def reduce_ops(m, n):
     }
 
 
+def view_ops(m, n):
+    """Shape ops between the others, so that kernels read their operands through views:
+    broadcasts (also straight into a matmul), reversed slices, a transposed and a
+    flattened intermediate, a concatenation sliced back to the operand's shape."""
+    def bcast_matmul(a):
+        b = F.broadcast_to(a, (m, n))
+        return (b @ F.transpose(b)) @ b  # (m, m) @ (m, n): a matmul reading broadcasts
+
+    def concat_slice(a):
+        width = a.shape[-1]
+        return F.concat([a, 2.0 * a], axis=-1)[..., width // 2: width // 2 + width]
+
+    return {
+        "broadcast": lambda a: F.broadcast_to(a, (m, n)),
+        "flip_rows": lambda a: a[::-1] if a.ndim == 2 else a,
+        "flip_last": lambda a: a[..., ::-1] if a.ndim else a,
+        "transposed": lambda a: F.transpose(F.tanh(F.transpose(a))) if a.ndim == 2 else a,
+        "flattened": lambda a: F.reshape(F.sin(F.reshape(a, (-1,))), a.shape) if a.ndim else a,
+        "concat_slice": lambda a: concat_slice(a) if a.ndim else a,
+        "bcast_matmul": bcast_matmul,
+    }
+
+
 @st.composite
 def graphs(draw):
     m, n = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     shapes = [(), (n,), (1, n), (m, 1), (m, n)]
     leaves = draw(st.lists(st.sampled_from(shapes), min_size=1, max_size=3))
-    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce"]),
+    steps = draw(st.lists(st.tuples(st.sampled_from(["unary", "binary", "reduce", "view"]),
                                     st.integers(0, 99), st.integers(0, 99), st.integers(0, 99)),
                           min_size=1, max_size=8))
     seed = draw(st.integers(0, 2**16))
@@ -63,13 +86,15 @@ def graphs(draw):
 def build(m, n, leaves, steps):
     params = [Param(f"p{i}", shape) for i, shape in enumerate(leaves)]
     pool = list(params)
-    reductions = reduce_ops(m, n)
+    reductions, views = reduce_ops(m, n), view_ops(m, n)
     for kind, a, b, c in steps:
         x, y = pool[a % len(pool)], pool[b % len(pool)]
         if kind == "unary":
             pool.append(list(UNARY.values())[c % len(UNARY)](x))
         elif kind == "binary":
             pool.append(list(BINARY.values())[c % len(BINARY)](x, y))
+        elif kind == "view":
+            pool.append(list(views.values())[c % len(views)](x))
         else:
             pool.append(list(reductions.values())[c % len(reductions)](x))
     out = pool[-1]
@@ -202,3 +227,10 @@ def test_regression_a_broadcast_read_by_a_matmul():
     check((3, 3, [(3, 3)], [("unary", 87, 0, 95), ("binary", 23, 18, 41), ("unary", 94, 80, 82),
                             ("unary", 87, 0, 95), ("unary", 89, 60, 33), ("unary", 87, 0, 94),
                             ("unary", 75, 18, 31), ("reduce", 82, 32, 0)], 0))
+
+
+def test_regression_a_view_read_before_and_after_a_reduction():
+    """Found by the fuzzer once it drew shape ops: a Triton kernel reading a transposed
+    buffer both in its reduction loop and in the epilogue after it crashed (KeyError) in
+    code generation; the epilogue now reads views of buffers as the loop does."""
+    check((2, 1, [(1, 1), (2, 1)], [("view", 0, 0, 10), ("view", 38, 0, 10), ("binary", 1, 3, 94)], 0))

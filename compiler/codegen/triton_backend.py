@@ -196,6 +196,16 @@ class _Reads:
         return self.operand(node, members, operands)
 
 
+def _views_a_buffer(node, members):
+    """Whether ``node`` is a view (or a chain of them) of a buffer the kernel reads: then
+    the epilogue after a reduction can read it as well as the loop before it."""
+    if not OPS[node.op].view:
+        return False
+    while contains(members, node) and OPS[node.op].view:
+        node = node.inputs[0]
+    return not contains(members, node)
+
+
 def _device_names(groups, kernels):
     """Each kernel -> the name of its device kernel: ``<kernel>_kernel`` when it has one of
     its own, else (a device kernel several kernels launch) what the first of them computes,
@@ -426,8 +436,8 @@ class TritonEmitter:
         operands, epilogue = Operands(), Operands("e")
         pro = reads.exprs([m for m in k.members if m in upstream], operands)
         v = reads.value(source_node, pro, k.members, operands)
-        epi = reads.exprs([m for m in k.members if m not in upstream], epilogue,
-                          sympy.Symbol("total"), red)
+        epi = reads.exprs([m for m in k.members if m not in upstream or _views_a_buffer(m, k.members)],
+                          epilogue, sympy.Symbol("total"), red)
         out_value = reads.value(top, epi, k.members, epilogue)
         axes, keep = red.attr("axes"), red.attr("keepdims")
         S = red.inputs[0].shape
