@@ -51,7 +51,8 @@ def reduce_ops(m, n):
 def view_ops(m, n):
     """Shape ops between the others, so that kernels read their operands through views:
     broadcasts (also straight into a matmul), reversed slices, a transposed and a
-    flattened intermediate, a concatenation sliced back to the operand's shape."""
+    flattened intermediate, a concatenation sliced back to the operand's shape, a batched
+    matmul over a broadcast batch; and row-wise kernels (a layer norm, a variance)."""
     def bcast_matmul(a):
         b = F.broadcast_to(a, (m, n))
         return (b @ F.transpose(b)) @ b  # (m, m) @ (m, n): a matmul reading broadcasts
@@ -59,6 +60,15 @@ def view_ops(m, n):
     def concat_slice(a):
         width = a.shape[-1]
         return F.concat([a, 2.0 * a], axis=-1)[..., width // 2: width // 2 + width]
+
+    def batched(a):  # (2, m, n) @ (2, n, m) with a broadcast batch, summed over it: (m, m)
+        b = F.broadcast_to(F.reshape(F.broadcast_to(a, (m, n)), (1, m, n)), (2, m, n))
+        t = F.stack([F.transpose(F.broadcast_to(a, (m, n))), F.cos(F.transpose(F.broadcast_to(a, (m, n))))])
+        return F.sum(b @ t, axis=0) @ F.broadcast_to(a, (m, n))
+
+    def layer_norm(a):  # a row-wise kernel of two reductions
+        centred = a - F.mean(a, axis=-1, keepdims=True)
+        return centred / F.sqrt(F.mean(centred * centred, axis=-1, keepdims=True) + 0.5)
 
     return {
         "broadcast": lambda a: F.broadcast_to(a, (m, n)),
@@ -68,6 +78,9 @@ def view_ops(m, n):
         "flattened": lambda a: F.reshape(F.sin(F.reshape(a, (-1,))), a.shape) if a.ndim else a,
         "concat_slice": lambda a: concat_slice(a) if a.ndim else a,
         "bcast_matmul": bcast_matmul,
+        "batched": batched,
+        "layer_norm": lambda a: layer_norm(a) if a.ndim else a,
+        "var_rows": lambda a: F.var(a, axis=-1, keepdims=True) if a.ndim and a.shape[-1] > 1 else a,
     }
 
 
@@ -233,4 +246,4 @@ def test_regression_a_view_read_before_and_after_a_reduction():
     """Found by the fuzzer once it drew shape ops: a Triton kernel reading a transposed
     buffer both in its reduction loop and in the epilogue after it crashed (KeyError) in
     code generation; the epilogue now reads views of buffers as the loop does."""
-    check((2, 1, [(1, 1), (2, 1)], [("view", 0, 0, 10), ("view", 38, 0, 10), ("binary", 1, 3, 94)], 0))
+    check((2, 1, [(1, 1), (2, 1)], [("view", 0, 0, 3), ("view", 38, 0, 3), ("binary", 1, 3, 94)], 0))
