@@ -27,11 +27,24 @@ def device():
 
 
 def expand(t, shape):
-    """``t`` viewed with numpy broadcasting as ``shape`` (stride 0 on broadcast axes)."""
+    """``t`` viewed with numpy broadcasting as ``shape`` (stride 0 on broadcast axes).  A
+    ``t`` of as many elements in a shape that does not broadcast to ``shape`` is a reshape
+    of the kernel's iteration space (a kernel storing both a value and a reshape of it):
+    it is relabelled, in row-major order, as the kernel writes its results."""
     t = torch.as_tensor(t, device=device())
+    shape = tuple(int(d) for d in shape)
+    if tuple(t.shape) != shape and t.numel() == numel(shape) and not _broadcasts(t.shape, shape):
+        return t.reshape(shape)
     while t.dim() < len(shape):
         t = t.unsqueeze(0)
-    return t.expand(tuple(int(d) for d in shape))
+    return t.expand(shape)
+
+
+def _broadcasts(shape, to):
+    """Whether ``shape`` broadcasts to ``to``."""
+    if len(shape) > len(to):
+        return False
+    return all(a in (1, b) for a, b in zip(reversed(tuple(shape)), reversed(to)))
 
 
 def output(out, shape, dtype):

@@ -245,5 +245,9 @@ def test_regression_a_broadcast_read_by_a_matmul():
 def test_regression_a_view_read_before_and_after_a_reduction():
     """Found by the fuzzer once it drew shape ops: a Triton kernel reading a transposed
     buffer both in its reduction loop and in the epilogue after it crashed (KeyError) in
-    code generation; the epilogue now reads views of buffers as the loop does."""
+    code generation; the epilogue now reads views of buffers as the loop does.  And a
+    stored reshape of a broadcast (below)."""
     check((2, 1, [(1, 1), (2, 1)], [("view", 0, 0, 3), ("view", 38, 0, 3), ("binary", 1, 3, 94)], 0))
+    # a Triton kernel storing a broadcast and a reshape of it read the reshape as an
+    # operand of another rank than its iteration space (expand failed)
+    check((1, 2, [()], [("unary", 0, 0, 0), ("view", 1, 0, 7)], 0))
