@@ -137,7 +137,8 @@ ROWS = [
     # evaluation mode (no rng): the identity; training mode is tested in test_training.py
     Row("dropout", lambda a: F.dropout(a, 0.3), lambda a: a, lambda a: a * 1.0, UNARY_SHAPES),
     Row("matmul", F.matmul, np.matmul, torch.matmul, [((3, 4), (4, 2)), ((1, 5), (5, 1))]),
-    Row("matmul_vec", F.matmul, np.matmul, torch.matmul, [((3, 4), (4,)), ((4,), (4, 2))],
+    Row("matmul_vec", F.matmul, np.matmul, torch.matmul,
+        [((3, 4), (4,)), ((4,), (4, 2)), ((3,), (3,)), ((1,), (1,))],
         ops=("matmul", "reshape")),
     # batch dimensions broadcast both ways; a batch folded into rows; 1-D with a batch
     Row("matmul_batched", F.matmul, np.matmul, torch.matmul,

@@ -268,8 +268,9 @@ def matmul(a, b):
         if operand.ndim == 0:
             raise GradcError(f"matmul needs operands of at least one dimension, got "
                              f"{fmt(a.shape)} @ {fmt(b.shape)}", where=user_location())
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1,) + a.shape), b), b.shape[:-2] + b.shape[-1:])
+    if a.ndim == 1:  # (with a 1-D b too: a dot product, of shape ())
+        inner = matmul(reshape(a, (1,) + a.shape), b)
+        return reshape(inner, inner.shape[:-1] if b.ndim == 1 else inner.shape[:-2] + inner.shape[-1:])
     if b.ndim == 1:
         return reshape(matmul(a, reshape(b, b.shape + (1,))), a.shape[:-1])
     if a.ndim > 2 and b.ndim == 2 and a.shape[-1] == b.shape[0]:
