@@ -57,6 +57,15 @@ def _check_classes(name, labels, count, none):
                         f"({allowed})")
 
 
+def _check_indices(name, indices, size):
+    """Indices into an axis of ``size`` elements must be in ``[-size, size)``, as numpy's
+    take requires (on Triton another value would read zeros and add nothing)."""
+    bad = (indices < -size) | (indices >= size)
+    if bad.any():
+        raise DataError(f"input {name!r} holds index {indices[bad].flat[0]}, outside an axis "
+                        f"of {size} elements (-{size} to {size - 1})")
+
+
 class Program:
     """Forward, loss, gradient and update functions of one compiled model."""
 
@@ -69,6 +78,7 @@ class Program:
         self.dtype = np.dtype(dtype if isinstance(dtype, type) else str(dtype).replace("torch.", ""))
         self.inputs = module.INPUTS
         self.class_inputs = getattr(module, "CLASS_INPUTS", {})
+        self.index_inputs = getattr(module, "INDEX_INPUTS", {})
         self.param_specs = module.PARAMS  # parameters and buffers (trained or not)
         self.buffers = tuple(getattr(module, "BUFFERS", ()))
         self.trainable = [name for name in self.param_specs if name not in self.buffers]
@@ -157,6 +167,8 @@ class Program:
                         raise DataError(f"input {name!r} must hold integers, got dtype {value.dtype}")
                 if name in self.class_inputs:
                     _check_classes(name, value, *self.class_inputs[name])
+                if name in self.index_inputs:
+                    _check_indices(name, value, self.index_inputs[name])
             out[name] = value
         return out
 

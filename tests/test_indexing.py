@@ -2,6 +2,7 @@
 table's indexing rows on Triton, symbolic sizes on both backends, nn.Embedding and
 nn.LayerNorm against PyTorch's modules, and bad indices."""
 import importlib.util
+import re
 import sys
 import textwrap
 
@@ -123,6 +124,28 @@ def test_an_index_out_of_range_is_an_error_at_the_users_line():
                          (lambda: F.take(x, x), "integer index tensor")):
         with pytest.raises(GradcError, match=message):
             bad()
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_index_data_outside_the_axis_is_refused_on_both_backends(backend):
+    """Data holding an index outside the axis it indexes is a data error on both backends
+    (Triton read zeros for it and dropped its gradient, silently); negative indices count
+    from the end, as in numpy, and give the same values on both."""
+    from runtime.errors import DataError
+
+    ids, col = Input("ids", ("B",), dtype="int64"), Input("col", ("B", 1), dtype="int64")
+    table = nn.Embedding(5, 3, name="E")
+    picked = F.take_along_axis(table(ids), col, axis=1)
+    prog = compile(Model([ids, col], loss=F.sum(picked ** 2)), backend=backend, dtype="float64")
+    params = {"E.weight": np.arange(15.0).reshape(5, 3)}
+    for bad, message in ((([1, 7], [[0], [2]]), "input 'ids' holds index 7, outside an axis of 5 elements (-5 to 4)"),
+                         (([1, -6], [[0], [2]]), "input 'ids' holds index -6"),
+                         (([1, 2], [[0], [3]]), "input 'col' holds index 3, outside an axis of 3 elements")):
+        with pytest.raises(DataError, match=re.escape(message)):
+            prog.loss_and_grad(params, {"ids": np.array(bad[0]), "col": np.array(bad[1])})
+    loss, grads = prog.loss_and_grad(params, {"ids": np.array([-1, 0]), "col": np.array([[-1], [1]])})
+    assert loss == 14.0 ** 2 + 1.0 ** 2
+    assert grads["E.weight"][4, 2] == 28.0 and grads["E.weight"][0, 1] == 2.0
 
 
 def test_bad_index_in_a_model_file_is_one_line_and_exit_2(tmp_path):

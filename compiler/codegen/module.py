@@ -59,6 +59,22 @@ def class_inputs(graph):
     return out
 
 
+def index_inputs(graph):
+    """Each input read (through views) as indices into an axis of known size
+    (``OpDef.indexes``) -> the smallest such size; the runtime checks data against it."""
+    out = {}
+    for n in graph.nodes:
+        rule = OPS[n.op].indexes
+        if rule is None:
+            continue
+        indices, size = rule(n)
+        while OPS[indices.op].view:
+            indices = indices.inputs[0]
+        if is_input(indices) and isinstance(size, (int, sympy.Integer)):
+            out[indices.name] = min(int(size), out.get(indices.name, int(size)))
+    return out
+
+
 def shape_symbols(model):
     """Each shape symbol of the inputs -> ``(input name, axis)`` where it is first read."""
     symbols = {}
@@ -131,6 +147,7 @@ class ModuleWriter:
                       buffers=repr(tuple(b.name for b in model.buffers)) if model.buffers else "",
                       metrics=repr(tuple(model.metrics)), entry_inputs=repr(entry_inputs),
                       symbols=repr(self.symbols), classes=repr(class_inputs(self.graph)),
+                      indices=repr(index_inputs(self.graph)),
                       optimizers=repr(tuple(u["function"][7:] for u in updates)),
                       kernel_table=table, kernels=code.sources, entries=functions,
                       updates=updates, **code.settings)

@@ -369,6 +369,7 @@ register(OpDef(
     jvp=lambda node, t: take_along_axis_node(t[0], node.inputs[1], node.attr("axis")),
     numpy=lambda node, args: f"_rt.take_along_axis({args[0]}, {args[1]}, {node.attr('axis')})",
     triton=_take_triton, scalarize=_take_scalarize, flops=0,
+    indexes=lambda node: (node.inputs[1], node.inputs[0].shape[node.attr("axis")]),
     doc="x at integer indices along an axis (indices of x's shape but along the axis)"))
 register(OpDef(
     "scatter_add", "shape", shape=_scatter_shape, dtype=lambda i, a: "float",
@@ -379,6 +380,7 @@ register(OpDef(
                              f"{node.attr('n')})",
     triton=_scatter_triton, scalarize=_scatter_scalarize,
     flops=lambda node: numel(node.inputs[0].shape),  # one add per element of g
+    indexes=lambda node: (node.inputs[1], node.attr("n")),
     doc="zeros with each g added at the place its index names (take_along_axis's adjoint)"))
 
 

@@ -66,7 +66,11 @@ checked for completeness (``missing_rules()``).  An op's fields:
 - ``classes(node) -> (indices, count, none)``: for an op that reads class indices, the
   input holding them, the number of classes and the index that stands for no class
   (``ignore_index``, or None): data fed to such an input must hold classes in
-  ``[0, count)`` or ``none``, as PyTorch's errors say (``Program.check_batch``).
+  ``[0, count)`` or ``none``, as PyTorch's errors say (``Program.check_batch``);
+- ``indexes(node) -> (indices, size)``: for an op that reads integer indices into an
+  axis of ``size`` elements (a gather, a scatter): data fed to the input under
+  ``indices`` (through views) must hold indices in ``[-size, size)``, as numpy's errors
+  say (on Triton an index outside would read or write nothing, without an error).
 """
 import re
 from dataclasses import dataclass
@@ -110,6 +114,7 @@ class OpDef:
     text: Optional[Callable] = None
     label: str = ""
     classes: Optional[Callable] = None
+    indexes: Optional[Callable] = None
 
 
 OPS = {}
