@@ -223,7 +223,9 @@ class Program:
         return self._run("predict", params, batch)
 
     def evaluate(self, params, data, batch_size=4096):
-        """The loss and every metric over ``data`` (means over examples, in chunks)."""
+        """The loss and every metric over ``data`` (means over examples, in chunks; a mean
+        over counted targets, as cross-entropy with ``ignore_index``, weighs each chunk by
+        its counted targets)."""
         params = self.check_params(params)
         data = self.check_batch(data, self.module.ENTRY_INPUTS["evaluate"])
         if self.backend == "triton" and not all(_on_device(v) for v in params.values()):
@@ -235,13 +237,19 @@ class Program:
         n = next((v.shape[0] for v in data.values() if v.ndim), None)
         if n is None or n <= batch_size:
             return self._run("evaluate", params, data)
-        totals = {}
+        counted = getattr(self.module, "COUNTED_BY", {})
+        totals, weights = {}, {}
         for start in range(0, n, batch_size):
             chunk = {k: v[start:start + batch_size] for k, v in data.items()}
             size = next(iter(chunk.values())).shape[0]
             for k, v in self._run("evaluate", params, chunk).items():
-                totals[k] = totals.get(k, 0.0) + v * size
-        return {k: v / n for k, v in totals.items()}
+                weight = size
+                if k in counted:  # (a chunk whose targets are all ignored adds nothing)
+                    labels, none = counted[k]
+                    weight = int((chunk[labels] != none).sum())
+                totals[k] = totals.get(k, 0.0) + (v * weight if weight else 0.0)
+                weights[k] = weights.get(k, 0) + weight
+        return {k: v / weights[k] if weights[k] else float("nan") for k, v in totals.items()}
 
     def update(self, params, grads, state, optimizer, step, lr=None):
         """One compiled optimizer step on ``params`` in place (``step`` counts from 1).

@@ -66,6 +66,33 @@ def test_infinite_and_nan_logits_give_torchs_loss_and_gradient(backend, row):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_in_chunks_weighs_them_by_counted_targets(backend):
+    """``evaluate`` in chunks gives the whole batch's loss and accuracy when some targets
+    are ignored: each chunk's mean counts as many times as it has counted targets (by
+    rows, a chunk of ignored targets made the result NaN, and others moved it)."""
+    x, k = Input("x", ("B", "T", 3)), Input("k", ("B", "T"), dtype="int64")
+    logits = x @ Param("w", (3, 4))
+    prog = compile(Model([x, k], loss=F.cross_entropy(logits, k, label_smoothing=0.1)),
+                   backend=backend, dtype="float64")
+    rng = np.random.default_rng(5)
+    params = {"w": rng.normal(size=(3, 4))}
+    data = {"x": rng.normal(size=(7, 2, 3)), "k": rng.integers(0, 4, size=(7, 2))}
+    data["k"][:2] = -100      # the first chunk of two all ignored
+    data["k"][4, 1] = -100
+    z = torch.tensor(data["x"]) @ torch.tensor(params["w"])
+    reference = torch.nn.functional.cross_entropy(z.reshape(-1, 4), torch.tensor(data["k"]).reshape(-1),
+                                                  label_smoothing=0.1).item()
+    whole = prog.evaluate(params, data)
+    counted = data["k"] != -100
+    hits = (z.argmax(-1).numpy() == data["k"])[counted].mean()
+    assert abs(whole["loss"] - reference) <= 1e-12 and abs(whole["accuracy"] - hits) <= 1e-12
+    for size in (2, 3):
+        chunked = prog.evaluate(params, data, batch_size=size)
+        assert abs(chunked["loss"] - reference) <= 1e-12, size
+        assert abs(chunked["accuracy"] - hits) <= 1e-12, size
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_with_ignored_targets_follows_torch(backend):
     """Logits (B, T, 5), one target in three ignored (-100, the default): nine SGD steps
     of minibatches of 4 sequences give PyTorch's losses and parameters, and the accuracy

@@ -23,7 +23,7 @@ from compiler.codegen import entries
 from compiler.codegen.names import location, module_names
 from compiler.codegen.templates import render
 from compiler.config import VERSION
-from compiler.graph import contains
+from compiler.graph import contains, toposort
 from compiler.ops.leaf import is_input
 from compiler.ops.registry import OPS
 from compiler.optim import RULES
@@ -72,6 +72,23 @@ def index_inputs(graph):
             indices = indices.inputs[0]
         if is_input(indices) and isinstance(size, (int, sympy.Integer)):
             out[indices.name] = min(int(size), out.get(indices.name, int(size)))
+    return out
+
+
+def counted_by(model):
+    """The loss or metric whose mean is over counted class targets (an op reading class
+    indices with an index that stands for none, ``OpDef.classes``) -> ``(input, none)``:
+    ``Program.evaluate`` weighs its chunks by such counts, not by their rows."""
+    out = {}
+    for name, root in {"loss": model.loss, **model.metrics}.items():
+        for n in toposort([root]):
+            rule = OPS[n.op].classes
+            indices, _, none = rule(n) if rule else (None, None, None)
+            while indices is not None and OPS[indices.op].view:
+                indices = indices.inputs[0]
+            if none is not None and is_input(indices):
+                out[name] = (indices.name, none)
+                break
     return out
 
 
@@ -147,7 +164,7 @@ class ModuleWriter:
                       buffers=repr(tuple(b.name for b in model.buffers)) if model.buffers else "",
                       metrics=repr(tuple(model.metrics)), entry_inputs=repr(entry_inputs),
                       symbols=repr(self.symbols), classes=repr(class_inputs(self.graph)),
-                      indices=repr(index_inputs(self.graph)),
+                      indices=repr(index_inputs(self.graph)), counted=repr(counted_by(model)),
                       optimizers=repr(tuple(u["function"][7:] for u in updates)),
                       kernel_table=table, kernels=code.sources, entries=functions,
                       updates=updates, **code.settings)
