@@ -67,6 +67,35 @@ def const_inputs(node):
     return tuple((i, v) for i, v in values if not (v.is_number and not v.is_finite))
 
 
+def selected(e):
+    """``e`` with each product by a selection written as a selection of products:
+    ``g * Where(c, 1, 0)`` is ``Where(c, g, 0)`` and ``g * Heaviside(y, 0)`` is
+    ``Where(y > 0, g, 0)``.  An infinite or NaN ``g`` where the selection is 0 then gives
+    0, as PyTorch's gradients of relu, where, maximum and clip do (``inf * 0`` is NaN).
+
+    >>> x, g = sympy.symbols("x g", real=True)
+    >>> selected(g * sympy.Heaviside(x, 0))
+    Where(Greater(x, 0), g, 0)
+    """
+    def step(h):
+        cut = h.args[1] if len(h.args) > 1 else sympy.S.Half
+        below = sympy.S.Zero if cut == 0 else S.Where(S.Less(h.args[0], 0), 0, cut)
+        return S.Where(S.Greater(h.args[0], 0), 1, below)
+
+    def distribute(product):
+        w = next(a for a in product.args if isinstance(a, S.Where))
+        rest = sympy.Mul(*[a for a in product.args if a is not w])
+        return S.Where(w.args[0], rest * w.args[1], rest * w.args[2])
+
+    e = e.replace(lambda a: isinstance(a, sympy.Heaviside), step)
+    while True:  # a branch may hold another selection (maximum's ties): until none is left
+        new = e.replace(lambda a: a.is_Mul and any(isinstance(f, S.Where) for f in a.args),
+                        distribute)
+        if new == e:
+            return e
+        e = new
+
+
 def elementwise_vjp(node, g):
     """Input gradients of an elementwise node: ``g * d node / d input`` for each input."""
     syms, y, ds = partials(node.op, len(node.inputs), node.attrs, const_inputs(node))
@@ -75,7 +104,7 @@ def elementwise_vjp(node, g):
     env[G] = g
     out = []
     for d in ds:
-        gi = None if d is None else to_graph(G * d, env)
+        gi = None if d is None else to_graph(selected(G * d), env)
         if gi is not None and len(gi.shape) < len(node.shape):  # G*nan folds to nan: a scalar
             gi = F.broadcast_to(gi, node.shape)
         out.append(gi)
@@ -88,7 +117,7 @@ TANGENTS = tuple(sympy.Symbol(f"t{i}", real=True) for i in range(4))
 def elementwise_jvp(node, tangents):
     """Output tangent of an elementwise node: ``sum_i d node / d input_i * tangent_i``."""
     syms, y, ds = partials(node.op, len(node.inputs), node.attrs, const_inputs(node))
-    expr = sum((d * T for d, T, t in zip(ds, TANGENTS, tangents)
+    expr = sum((selected(d * T) for d, T, t in zip(ds, TANGENTS, tangents)
                 if d is not None and t is not None), sympy.S.Zero)
     if expr == 0:
         return None

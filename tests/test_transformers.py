@@ -155,4 +155,5 @@ def test_a_token_past_the_vocabulary_is_a_one_line_error(tmp_path):
         def data(seed=0):
             return {"t": np.array([[1, 2, 12]] * 4), "y": np.zeros(4, int)}
     """))
-    assert "index 12 is out of bounds" in one_line_error(gradc("train", str(path), "--quiet"))
+    assert "input 't' holds index 12, outside an axis of 10 elements" in one_line_error(
+        gradc("train", str(path), "--quiet"))

@@ -89,6 +89,8 @@ def _numpy_where(p, c, a, b):
         return f"numpy.asarray({p._print(c)}, dtype=DTYPE)"
     if a.is_Number and b.is_Number:  # keep the kernel's dtype when both branches are numbers
         return f"numpy.where({p._print(c)}, DTYPE({p._print(a)}), DTYPE({p._print(b)}))"
+    if b == 0 or a == 0:  # a selection (a gradient through relu or where): 10x numpy.where
+        return f"_rt.select({p._print(c)}, {p._print(a if b == 0 else b)}{'' if b == 0 else ', False'})"
     return f"numpy.where({p._print(c)}, {p._print(a)}, {p._print(b)})"
 
 

@@ -31,8 +31,12 @@ def var(x, axis=None, correction=1, keepdims=False):
 
 
 def std(x, axis=None, correction=1, keepdims=False):
-    """``torch.std``: the square root of ``var``."""
-    return F.sqrt(var(x, axis, correction, keepdims))
+    """``torch.std``: the square root of ``var``; where the variance is 0 the gradient is 0,
+    as PyTorch's (the square root's slope there is infinite), written as a selection:
+    ``where(v == 0, 0, sqrt(where(v == 0, 1, v)))``."""
+    v = var(x, axis, correction, keepdims)
+    none = F.equal(v, 0.0)
+    return F.where(none, 0.0, F.sqrt(F.where(none, 1.0, v)))
 
 
 def min(x, axis=None, keepdims=False):  # noqa: A001
