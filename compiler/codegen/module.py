@@ -59,6 +59,13 @@ def class_inputs(graph):
     return out
 
 
+def _under_views(node):
+    """The node under ``node``'s views (reshapes, broadcasts): what holds its values."""
+    while OPS[node.op].view:
+        node = node.inputs[0]
+    return node
+
+
 def index_inputs(graph):
     """Each input read (through views) as indices into an axis of known size
     (``OpDef.indexes``) -> the smallest such size; the runtime checks data against it."""
@@ -68,8 +75,7 @@ def index_inputs(graph):
         if rule is None:
             continue
         indices, size = rule(n)
-        while OPS[indices.op].view:
-            indices = indices.inputs[0]
+        indices = _under_views(indices)
         if is_input(indices) and isinstance(size, (int, sympy.Integer)):
             out[indices.name] = min(int(size), out.get(indices.name, int(size)))
     return out
@@ -83,9 +89,10 @@ def counted_by(model):
     for name, root in {"loss": model.loss, **model.metrics}.items():
         for n in toposort([root]):
             rule = OPS[n.op].classes
-            indices, _, none = rule(n) if rule else (None, None, None)
-            while indices is not None and OPS[indices.op].view:
-                indices = indices.inputs[0]
+            if rule is None:
+                continue
+            indices, _, none = rule(n)
+            indices = _under_views(indices)
             if none is not None and is_input(indices):
                 out[name] = (indices.name, none)
                 break
